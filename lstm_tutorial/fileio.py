@@ -1,0 +1,70 @@
+"""Atomic file writes and the project's error type for unreadable files.
+
+Every file the project writes goes through :func:`atomic_write`: the bytes go
+to a temporary file in the target's folder, are flushed to disk, and the
+temporary file is renamed over the target. A crash at any moment therefore
+leaves either the old file or the complete new one, never a broken one.
+"""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """A dataset, dictionary or model file that cannot be used as it is."""
+
+
+def check_output_folder(path):
+    """Raise a clear error unless the folder that will hold ``path`` is writable."""
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"output folder {str(folder)!r} for {str(path)!r} does not exist; "
+            "create it or choose another path"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"output folder {str(folder)!r} for {str(path)!r} is not writable; "
+            "choose another path"
+        )
+
+
+def _fsync_folder(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb"):
+    """Open a temporary file that replaces ``path`` only when the block succeeds.
+
+    The temporary file lives in the same folder (so the final rename cannot
+    cross file systems) and is removed when the block raises, for example when
+    the disk fills; the previous ``path``, if any, is then left untouched.
+    """
+    path = Path(path)
+    check_output_folder(path)
+    fd, temp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent
+    )
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+    _fsync_folder(path.resolve().parent)

@@ -1,0 +1,135 @@
+"""The tutorial's three optimizers, each as two compiled PyTensor functions.
+
+Every optimizer returns ``(f_grad_shared, f_update)``:
+
+- ``f_grad_shared(x, mask, y)`` computes the cost and stores the gradients
+  (and for adadelta and rmsprop the running averages) in shared variables;
+- ``f_update(lr)`` applies the step. Adadelta and rmsprop ignore ``lr``.
+
+The returned pair also has a ``state`` attribute: the shared variables that
+hold the optimizer's running averages, so that a checkpoint can save and
+restore them.
+"""
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+
+# Adadelta: decay rate of both running averages and the constant under the roots.
+ADADELTA_RHO = 0.95
+ADADELTA_EPSILON = 1e-6
+# RMSprop: decay of the averages, momentum, fixed step and the constant under the root.
+RMSPROP_RHO = 0.95
+RMSPROP_MOMENTUM = 0.9
+RMSPROP_STEP = 1e-4
+RMSPROP_EPSILON = 1e-4
+
+
+class OptimizerFunctions(tuple):
+    """The pair ``(f_grad_shared, f_update)`` with the optimizer state attached."""
+
+    def __new__(cls, f_grad_shared, f_update, state):
+        functions = super().__new__(cls, (f_grad_shared, f_update))
+        functions.state = list(state)
+        return functions
+
+
+def _zeros_like(tparam, suffix):
+    value = tparam.get_value(borrow=True)
+    return pytensor.shared(np.zeros_like(value), name=f"{tparam.name}_{suffix}")
+
+
+def _const(value):
+    return np.asarray(value, dtype=pytensor.config.floatX)
+
+
+def _compile_grad_shared(inputs, cost, stores, updates, mode):
+    all_updates = list(stores) + list((updates or {}).items())
+    return pytensor.function(inputs, cost, updates=all_updates, name="f_grad_shared", mode=mode)
+
+
+def sgd(lr, tparams, grads, x, mask, y, cost, *, updates=None, mode=None):
+    """Plain stochastic gradient descent: ``p -= lr * g``.
+
+    Parameters
+    ----------
+    lr : scalar tensor
+        Learning rate input of ``f_update``.
+    tparams : OrderedDict of shared variables
+    grads : list of tensors
+        Gradient of ``cost`` for each parameter, in ``tparams`` order.
+    x, mask, y : tensors
+        Inputs of ``f_grad_shared``.
+    cost : scalar tensor
+    updates : dict, optional
+        Extra updates for ``f_grad_shared`` (the dropout generator's).
+    mode : str or Mode, optional
+        PyTensor compile mode.
+    """
+    gshared = [_zeros_like(p, "grad") for p in tparams.values()]
+    f_grad_shared = _compile_grad_shared([x, mask, y], cost, zip(gshared, grads), updates, mode)
+    param_updates = [(p, p - lr * g) for p, g in zip(tparams.values(), gshared)]
+    f_update = pytensor.function([lr], [], updates=param_updates, name="sgd_f_update", mode=mode)
+    return OptimizerFunctions(f_grad_shared, f_update, [])
+
+
+def adadelta(lr, tparams, grads, x, mask, y, cost, *, updates=None, mode=None):
+    """Adadelta (Zeiler, 2012, arXiv:1212.5701) with rho 0.95 and epsilon 1e-6.
+
+    ``Eg2 = .95 Eg2 + .05 g**2``, ``d = -sqrt(Ed2 + 1e-6) / sqrt(Eg2 + 1e-6) * g``,
+    ``Ed2 = .95 Ed2 + .05 d**2``, ``p += d``. ``lr`` is ignored. The other
+    arguments are those of :func:`sgd`.
+    """
+    rho, one_minus_rho, epsilon = _const(ADADELTA_RHO), _const(1 - ADADELTA_RHO), _const(ADADELTA_EPSILON)
+    params = list(tparams.values())
+    zipped_grads = [_zeros_like(p, "grad") for p in params]
+    running_up2 = [_zeros_like(p, "rup2") for p in params]
+    running_grads2 = [_zeros_like(p, "rgrad2") for p in params]
+
+    stores = [(zg, g) for zg, g in zip(zipped_grads, grads)]
+    stores += [(rg2, rho * rg2 + one_minus_rho * (g ** 2)) for rg2, g in zip(running_grads2, grads)]
+    f_grad_shared = _compile_grad_shared([x, mask, y], cost, stores, updates, mode)
+
+    steps = [-pt.sqrt(ru2 + epsilon) / pt.sqrt(rg2 + epsilon) * zg
+             for zg, ru2, rg2 in zip(zipped_grads, running_up2, running_grads2)]
+    step_averages = [(ru2, rho * ru2 + one_minus_rho * (step ** 2))
+                     for ru2, step in zip(running_up2, steps)]
+    param_updates = [(p, p + step) for p, step in zip(params, steps)]
+    f_update = pytensor.function([lr], [], updates=step_averages + param_updates,
+                                 on_unused_input="ignore", name="adadelta_f_update", mode=mode)
+    return OptimizerFunctions(f_grad_shared, f_update, running_up2 + running_grads2)
+
+
+def rmsprop(lr, tparams, grads, x, mask, y, cost, *, updates=None, mode=None):
+    """RMSprop in the form of Graves (2013, arXiv:1308.0850) with a fixed step 1e-4.
+
+    ``Eg = .95 Eg + .05 g``, ``Eg2 = .95 Eg2 + .05 g**2``,
+    ``v = .9 v - 1e-4 * g / sqrt(Eg2 - Eg**2 + 1e-4)``, ``p += v``. ``lr`` is
+    ignored. The other arguments are those of :func:`sgd`.
+    """
+    rho, one_minus_rho = _const(RMSPROP_RHO), _const(1 - RMSPROP_RHO)
+    params = list(tparams.values())
+    zipped_grads = [_zeros_like(p, "grad") for p in params]
+    running_grads = [_zeros_like(p, "rgrad") for p in params]
+    running_grads2 = [_zeros_like(p, "rgrad2") for p in params]
+    velocities = [_zeros_like(p, "updir") for p in params]
+
+    stores = [(zg, g) for zg, g in zip(zipped_grads, grads)]
+    stores += [(rg, rho * rg + one_minus_rho * g) for rg, g in zip(running_grads, grads)]
+    stores += [(rg2, rho * rg2 + one_minus_rho * (g ** 2)) for rg2, g in zip(running_grads2, grads)]
+    f_grad_shared = _compile_grad_shared([x, mask, y], cost, stores, updates, mode)
+
+    new_velocities = [
+        _const(RMSPROP_MOMENTUM) * v
+        - _const(RMSPROP_STEP) * zg / pt.sqrt(rg2 - rg ** 2 + _const(RMSPROP_EPSILON))
+        for v, zg, rg, rg2 in zip(velocities, zipped_grads, running_grads, running_grads2)
+    ]
+    velocity_updates = list(zip(velocities, new_velocities))
+    param_updates = [(p, p + v) for p, v in zip(params, new_velocities)]
+    f_update = pytensor.function([lr], [], updates=velocity_updates + param_updates,
+                                 on_unused_input="ignore", name="rmsprop_f_update", mode=mode)
+    return OptimizerFunctions(f_grad_shared, f_update,
+                              running_grads + running_grads2 + velocities)
+
+
+OPTIMIZERS = {"sgd": sgd, "adadelta": adadelta, "rmsprop": rmsprop}

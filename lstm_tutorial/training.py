@@ -1,0 +1,540 @@
+"""Train the LSTM classifier: the port of the tutorial's ``train_lstm``."""
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lstm_tutorial.fileio import DataError, check_output_folder
+
+logger = logging.getLogger(__name__)
+
+MODES = ("NUMBA", "CVM", "JAX")
+FLOAT_TYPES = ("float32", "float64")
+# JAX compiles once per input shape, so its batches are padded in time to one
+# of a few lengths: multiples of this step up to 128, then powers of two.
+JAX_TIME_STEP = 32
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The cost became NaN or infinite; the saved model was left as it was."""
+
+
+def get_minibatches_idx(n, minibatch_size, shuffle=False, rng=None):
+    """Split ``range(n)`` into minibatches of indices.
+
+    The last minibatch is smaller when ``minibatch_size`` does not divide
+    ``n``. Unlike the original, the result is a list, so it can be iterated
+    more than once.
+
+    Returns
+    -------
+    list of (int, ndarray of int)
+        ``(minibatch_number, indices)`` pairs.
+    """
+    indices = np.arange(n, dtype="int64")
+    if shuffle:
+        rng.shuffle(indices)
+    return [(number, indices[start:start + minibatch_size])
+            for number, start in enumerate(range(0, n, minibatch_size))]
+
+
+def pad_time(x, mask, multiple):
+    """Pad ``x`` and ``mask`` with masked steps up to a bucketed length.
+
+    The extra steps have mask 0, so the LSTM carries its state through them
+    and the mean pooling ignores them: the outputs do not change.
+    """
+    n_steps = x.shape[0]
+    if n_steps <= 4 * multiple:
+        target = max(multiple, -(-n_steps // multiple) * multiple)
+    else:
+        target = 1 << (n_steps - 1).bit_length()
+    if target == n_steps:
+        return x, mask
+    extra = target - n_steps
+    x = np.concatenate([x, np.zeros((extra, x.shape[1]), dtype=x.dtype)])
+    mask = np.concatenate([mask, np.zeros((extra, mask.shape[1]), dtype=mask.dtype)])
+    return x, mask
+
+
+def pred_probs(f_pred_prob, prepare_data, data, iterator, verbose=False):
+    """Return the class probabilities of every example, shape ``(n, ydim)``."""
+    n_samples = len(data[0])
+    probs = None
+    for _, index in iterator:
+        x, mask, _ = prepare_data([data[0][t] for t in index], np.asarray(data[1])[index],
+                                  maxlen=None)
+        batch_probs = f_pred_prob(x, mask)
+        if probs is None:
+            probs = np.zeros((n_samples, batch_probs.shape[1]), dtype=batch_probs.dtype)
+        probs[index, :] = batch_probs
+        if verbose:
+            logger.info("pred_probs done=%d/%d", int(index[-1]) + 1, n_samples)
+    return probs
+
+
+def pred_error(f_pred, prepare_data, data, iterator, verbose=False):
+    """Return the error rate, ``1 - accuracy``, of ``f_pred`` on ``data``.
+
+    Parameters
+    ----------
+    f_pred : callable
+        ``f_pred(x, mask)`` returns the predicted class of each example.
+    prepare_data : callable
+    data : tuple of (list of list of int, list of int)
+    iterator : list of (int, ndarray)
+        Minibatches as made by :func:`get_minibatches_idx`.
+    """
+    labels = np.asarray(data[1])
+    correct = 0
+    for _, index in iterator:
+        x, mask, _ = prepare_data([data[0][t] for t in index], labels[index], maxlen=None)
+        correct += int((f_pred(x, mask) == labels[index]).sum())
+    return 1.0 - correct / len(data[0])
+
+
+def should_stop_early(history_errs, bad_counter, patience):
+    """Apply the tutorial's early-stopping rule after a validation.
+
+    Once more than ``patience`` validations exist, a validation whose error is
+    no better than the best one from before the last ``patience`` validations
+    counts as bad. Training stops when the count of bad validations passes
+    ``patience``. The count is reset only when a new best validation error is
+    reached (see :class:`TrainingState`), as in the original.
+
+    Returns
+    -------
+    bad_counter : int
+        The updated count.
+    stop : bool
+    """
+    errors = np.asarray(history_errs, dtype="float64")[:, 0]
+    if len(errors) > patience and errors[-1] >= errors[:-patience].min():
+        bad_counter += 1
+        if bad_counter > patience:
+            return bad_counter, True
+    return bad_counter, False
+
+
+@dataclass
+class TrainingState:
+    """Counters of the training loop, kept together so that they can be saved."""
+
+    epoch: int = 0
+    n_updates: int = 0
+    bad_counter: int = 0
+    history_errs: list = field(default_factory=list)
+    # Update number of each validation, the same length as history_errs.
+    history_updates: list = field(default_factory=list)
+    best_p: OrderedDict = None
+    stopped_early: bool = False
+    interrupted: bool = False
+
+
+def unzip(tparams):
+    """Copy the values of shared variables into NumPy arrays, by name."""
+    return OrderedDict((name, tparam.get_value()) for name, tparam in tparams.items())
+
+
+def zipp(params, tparams):
+    """Set the shared variables from NumPy arrays, by name."""
+    for name, value in params.items():
+        tparams[name].set_value(value)
+
+
+def validate_options(options):
+    """Raise ``ValueError`` naming the first option that is out of range."""
+    def require(condition, name, rule):
+        if not condition:
+            raise ValueError(f"{name}={options[name]!r} is invalid: {rule}")
+
+    for name in ("dim_proj", "batch_size", "valid_batch_size", "max_epochs"):
+        require(isinstance(options[name], (int, np.integer)) and options[name] >= 1,
+                name, "it must be an integer of at least 1")
+    require(options["n_words"] >= 2, "n_words", "it must be at least 2 (ids 0 and 1 are reserved)")
+    require(options["patience"] >= 0, "patience", "it must be 0 or more")
+    for name in ("dispFreq", "validFreq", "saveFreq"):
+        require(options[name] >= 1, name, "it must be at least 1 update")
+    require(options["maxlen"] is None or options["maxlen"] >= 2, "maxlen",
+            "it must be at least 2 (reviews shorter than maxlen are kept) or None for no limit")
+    require(0.0 < options["valid_portion"] < 1.0, "valid_portion",
+            "it must lie strictly between 0 and 1")
+    require(math.isfinite(options["decay_c"]) and options["decay_c"] >= 0.0, "decay_c",
+            "it must be a finite number of 0 or more")
+    require(math.isfinite(options["lrate"]) and options["lrate"] > 0.0, "lrate",
+            "it must be a finite positive number")
+    require(options["test_size"] == -1 or options["test_size"] >= 1, "test_size",
+            "it must be -1 (the whole test set) or a positive count")
+
+    from lstm_tutorial.optimizers import OPTIMIZERS
+
+    require(options["optimizer"] in OPTIMIZERS, "optimizer",
+            f"choose one of {', '.join(OPTIMIZERS)}")
+    require(options["encoder"] == "lstm", "encoder", "only 'lstm' is implemented")
+    require(options["noise_std"] == 0.0, "noise_std",
+            "the original accepted it but never used it; leave it at 0")
+    require(options["mode"] in MODES, "mode", f"choose one of {', '.join(MODES)}")
+    require(options["floatX"] in FLOAT_TYPES, "floatX",
+            f"choose float32 or float64 (float16 is not supported on the CPU backends)")
+
+
+def train_lstm(
+    *,
+    dim_proj=128,
+    patience=10,
+    max_epochs=5000,
+    dispFreq=10,
+    decay_c=0.0,
+    lrate=0.0001,
+    n_words=10000,
+    optimizer="adadelta",
+    encoder="lstm",
+    saveto="lstm_model.npz",
+    validFreq=370,
+    saveFreq=1110,
+    maxlen=100,
+    batch_size=16,
+    valid_batch_size=64,
+    dataset="imdb",
+    noise_std=0.0,
+    use_dropout=True,
+    reload_model=None,
+    test_size=-1,
+    seed=123,
+    valid_portion=0.05,
+    mode="NUMBA",
+    floatX="float32",
+    data_dir=None,
+):
+    """Train the LSTM sentiment classifier and save the best model.
+
+    Parameters
+    ----------
+    dim_proj : int
+        Size of the word embeddings and of the LSTM's hidden state.
+    patience : int
+        Validations without improvement tolerated before early stopping.
+    max_epochs : int
+        Maximum number of passes over the training set.
+    dispFreq : int
+        Log the training cost every this many updates.
+    decay_c : float
+        Weight decay on the classifier weights U: adds decay_c * sum(U**2) to the cost.
+    lrate : float
+        Learning rate of sgd; adadelta and rmsprop ignore it.
+    n_words : int
+        Vocabulary size; word ids from n_words up are mapped to 1 (unknown).
+    optimizer : str
+        Optimizer: sgd, adadelta or rmsprop.
+    encoder : str
+        Sequence encoder; only lstm exists, as in the original.
+    saveto : str
+        Path of the saved model (.npz); empty to save nothing.
+    validFreq : int
+        Compute train, valid and test errors every this many updates.
+    saveFreq : int
+        Save the best parameters so far every this many updates.
+    maxlen : int
+        Drop training reviews of maxlen tokens or more; 0 or None keeps all.
+    batch_size : int
+        Reviews per training update.
+    valid_batch_size : int
+        Reviews per batch when computing errors.
+    dataset : str
+        'imdb', an aclImdb folder or .tar.gz archive, or a .pkl/.pkl.gz dataset file.
+    noise_std : float
+        Accepted for compatibility; the original never used it and it must stay 0.
+    use_dropout : bool
+        Apply dropout (p=0.5) to the pooled LSTM output.
+    reload_model : str
+        Path of a saved model whose parameters to start from; None to start fresh.
+    test_size : int
+        Number of test reviews drawn at random for evaluation; -1 uses all.
+    seed : int
+        Seed of every random choice: initial weights, valid split, shuffling, dropout.
+    valid_portion : float
+        Share of the training reviews held out for validation.
+    mode : str
+        PyTensor compile mode: NUMBA, CVM or JAX.
+    floatX : str
+        Floating-point type of parameters and computation: float32 or float64.
+    data_dir : str
+        Folder for downloaded and cached datasets; None for the default data folder.
+
+    Returns
+    -------
+    train_err, valid_err, test_err : float
+        Error rates (1 - accuracy) of the best parameters.
+
+    Raises
+    ------
+    ValueError
+        For an option out of range or data that leaves nothing to train on.
+    TrainingDivergedError
+        When the cost becomes NaN or infinite.
+    """
+    options = {name: value for name, value in locals().items()}
+    if options["maxlen"] == 0:
+        options["maxlen"] = None
+    validate_options(options)
+
+    import pytensor
+
+    with pytensor.config.change_flags(floatX=floatX):
+        return _train(options)
+
+
+def _train(options):
+    from lstm_tutorial import data as data_module
+
+    start_time = time.perf_counter()
+    if options["saveto"]:
+        check_output_folder(options["saveto"])
+    if options["reload_model"] and not Path(options["reload_model"]).is_file():
+        raise FileNotFoundError(
+            f"reload_model={options['reload_model']!r} not found; pass the path of a saved "
+            "model or leave reload_model unset to start fresh"
+        )
+    data_seed, init_seed, shuffle_seed, dropout_seed = np.random.SeedSequence(options["seed"]).spawn(4)
+    shuffle_rng = np.random.default_rng(shuffle_seed)
+
+    # Load the data.
+    train, valid, test = _load_datasets(options, np.random.default_rng(data_seed))
+    prepare = data_module.prepare_data
+    if options["mode"] == "JAX":
+        prepare = _padded_prepare(data_module.prepare_data)
+
+    # Build the model and compile its functions.
+    functions = _build_functions(options, np.random.default_rng(init_seed),
+                                 int(dropout_seed.generate_state(1)[0]))
+    kf_valid = get_minibatches_idx(len(valid[0]), options["valid_batch_size"])
+    kf_test = get_minibatches_idx(len(test[0]), options["valid_batch_size"])
+    kf_train_sorted = get_minibatches_idx(len(train[0]), options["valid_batch_size"])
+
+    def evaluate():
+        return tuple(pred_error(functions.f_pred, prepare, split, batches)
+                     for split, batches in ((train, kf_train_sorted), (valid, kf_valid),
+                                            (test, kf_test)))
+
+    # Train.
+    state = TrainingState()
+    train_start = time.perf_counter()
+    try:
+        _train_loop(options, functions, train, prepare, evaluate, shuffle_rng, state)
+    except KeyboardInterrupt:
+        state.interrupted = True
+        logger.warning("interrupted update=%d: evaluating and saving the best parameters",
+                       state.n_updates)
+    train_seconds = time.perf_counter() - train_start
+
+    # Restore the best parameters, evaluate and save.
+    if state.best_p is not None:
+        zipp(state.best_p, functions.tparams)
+    else:
+        state.best_p = unzip(functions.tparams)
+    train_err, valid_err, test_err = evaluate()
+    epochs_run = max(state.epoch, 1)
+    logger.info("done epochs=%d updates=%d seconds_per_epoch=%.2f train_err=%.4f valid_err=%.4f "
+                "test_err=%.4f seconds=%.1f", state.epoch, state.n_updates,
+                train_seconds / epochs_run, train_err, valid_err, test_err,
+                time.perf_counter() - start_time)
+    if options["saveto"]:
+        _save(options, functions, state, train_err=train_err, valid_err=valid_err,
+              test_err=test_err)
+        logger.info("saved model=%s", options["saveto"])
+    return train_err, valid_err, test_err
+
+
+def _padded_prepare(prepare_data):
+    def prepare(seqs, labels, maxlen=None):
+        x, mask, labels = prepare_data(seqs, labels, maxlen=maxlen)
+        if x is None:
+            return x, mask, labels
+        x, mask = pad_time(x, mask, JAX_TIME_STEP)
+        return x, mask, labels
+    return prepare
+
+
+def _load_datasets(options, rng):
+    from lstm_tutorial.data import load_data
+    from lstm_tutorial.datasets import resolve_dataset
+
+    path = resolve_dataset(options["dataset"], options["data_dir"])
+    options["dataset_file"] = str(Path(path).resolve())
+    train, valid, test = load_data(path=path, n_words=options["n_words"],
+                                   valid_portion=options["valid_portion"],
+                                   maxlen=options["maxlen"], rng=rng)
+    if not train[0]:
+        raise ValueError(
+            f"maxlen={options['maxlen']!r} leaves no training review (only reviews with fewer "
+            "than maxlen tokens are kept); raise maxlen or pass 0 to keep every review"
+        )
+    if not valid[0]:
+        raise ValueError(
+            f"only {len(train[0])} training reviews are left, too few to hold out a validation "
+            f"set with valid_portion={options['valid_portion']}; raise maxlen or valid_portion"
+        )
+    if options["test_size"] > 0:
+        # A random subset, sorted by length again so evaluation batches stay small.
+        subset = rng.permutation(len(test[0]))[: options["test_size"]]
+        subset = sorted(subset, key=lambda index: (len(test[0][index]), index))
+        test = ([test[0][n] for n in subset], [test[1][n] for n in subset])
+
+    labels = np.asarray(train[1] + valid[1] + test[1], dtype="int64")
+    if labels.size and labels.min() < 0:
+        raise DataError(f"dataset {options['dataset']!r} holds the negative label "
+                        f"{int(labels.min())}; labels must be 0 .. ydim - 1")
+    options["ydim"] = int(max(train[1] + valid[1])) + 1
+    if test[1] and max(test[1]) >= options["ydim"]:
+        raise DataError(
+            f"dataset {options['dataset']!r}: the test set holds label {max(test[1])}, which "
+            f"never occurs in training (labels 0 .. {options['ydim'] - 1}); every class needs "
+            "training examples"
+        )
+    if options["ydim"] < 2:
+        raise DataError(f"dataset {options['dataset']!r} has a single class; a classifier "
+                        "needs at least two")
+    from lstm_tutorial.datasets import dictionary_path
+
+    dictionary = dictionary_path(path)
+    options["dictionary"] = str(dictionary.resolve()) if dictionary else None
+    logger.info("data dataset=%s train=%d valid=%d test=%d ydim=%d n_words=%d maxlen=%s",
+                options["dataset"], len(train[0]), len(valid[0]), len(test[0]),
+                options["ydim"], options["n_words"], options["maxlen"])
+    return train, valid, test
+
+
+@dataclass
+class CompiledModel:
+    """Shared parameters and the compiled functions of one training run."""
+
+    tparams: OrderedDict
+    f_pred_prob: object
+    f_grad_shared: object
+    f_update: object
+    dropout_rng: object
+    compile_seconds: float
+
+    def f_pred(self, x, mask):
+        """Return the most probable class of each example."""
+        return self.f_pred_prob(x, mask).argmax(axis=1)
+
+
+def _build_functions(options, init_rng, dropout_seed):
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.tensor.random import shared_rng
+
+    from lstm_tutorial.model import build_model, init_params, init_tparams
+    from lstm_tutorial.modelio import load_params
+    from lstm_tutorial.optimizers import OPTIMIZERS
+
+    params = init_params(options, init_rng)
+    if options["reload_model"]:
+        load_params(options["reload_model"], params)
+        logger.info("reloaded model=%s", options["reload_model"])
+    tparams = init_tparams(params)
+    dropout_rng = shared_rng(seed=dropout_seed, name="dropout_rng")
+    model = build_model(tparams, options, dropout_rng)
+
+    compile_start = time.perf_counter()
+    mode = options["mode"]
+    f_pred_prob = pytensor.function([model.x, model.mask], model.pred_prob,
+                                    name="f_pred_prob", mode=mode)
+    grads = pytensor.grad(model.cost, wrt=list(tparams.values()))
+    lr = pt.scalar(name="lr", dtype=pytensor.config.floatX)
+    f_grad_shared, f_update = OPTIMIZERS[options["optimizer"]](
+        lr, tparams, grads, model.x, model.mask, model.y, model.cost,
+        updates=model.updates, mode=mode)
+    compile_seconds = time.perf_counter() - compile_start
+    logger.info("compile mode=%s floatX=%s seconds=%.1f", mode, pytensor.config.floatX,
+                compile_seconds)
+    return CompiledModel(tparams, f_pred_prob, f_grad_shared, f_update, dropout_rng,
+                         compile_seconds)
+
+
+def _train_loop(options, functions, train, prepare, evaluate, shuffle_rng, state):
+    from lstm_tutorial.progress import Progress
+
+    lrate = np.asarray(options["lrate"], dtype=functions.tparams["U"].dtype)
+    while state.epoch < options["max_epochs"] and not state.stopped_early:
+        # Shuffle the training set into minibatches.
+        epoch_start = time.perf_counter()
+        batches = get_minibatches_idx(len(train[0]), options["batch_size"], shuffle=True,
+                                      rng=shuffle_rng)
+        n_samples = 0
+        disp_start, disp_updates = time.perf_counter(), 0
+        with Progress(len(batches), f"epoch {state.epoch}", "updates", logger,
+                      log_interval=30.0) as progress:
+            for _, train_index in batches:
+                # Update.
+                x, mask, y = prepare([train[0][t] for t in train_index],
+                                     [train[1][t] for t in train_index])
+                cost = float(functions.f_grad_shared(x, mask, y))
+                functions.f_update(lrate)
+                state.n_updates += 1
+                n_samples += x.shape[1]
+                disp_updates += 1
+                progress.update()
+
+                # Guard against divergence before anything is saved.
+                if not math.isfinite(cost):
+                    raise TrainingDivergedError(
+                        f"cost is {cost} at update {state.n_updates} (epoch {state.epoch}); "
+                        f"the saved model {options['saveto']!r} was left as it was. Lower "
+                        "lrate or try another optimizer"
+                    )
+
+                # Display.
+                if state.n_updates % options["dispFreq"] == 0:
+                    elapsed = time.perf_counter() - disp_start
+                    logger.info("epoch=%d update=%d cost=%.4f ms/update=%.1f", state.epoch,
+                                state.n_updates, cost, 1000.0 * elapsed / disp_updates)
+                    disp_start, disp_updates = time.perf_counter(), 0
+
+                # Save the best parameters so far.
+                if options["saveto"] and state.n_updates % options["saveFreq"] == 0:
+                    _save(options, functions, state)
+                    logger.info("saved model=%s update=%d", options["saveto"], state.n_updates)
+
+                # Validate and decide on early stopping.
+                if state.n_updates % options["validFreq"] == 0:
+                    _validate(options, functions, evaluate, state)
+                    if state.stopped_early:
+                        logger.info("early stop update=%d bad_counter=%d", state.n_updates,
+                                    state.bad_counter)
+                        break
+        state.epoch += 1
+        logger.info("epoch=%d samples=%d seconds=%.2f", state.epoch - 1, n_samples,
+                    time.perf_counter() - epoch_start)
+
+
+def _validate(options, functions, evaluate, state):
+    train_err, valid_err, test_err = evaluate()
+    state.history_errs.append([valid_err, test_err])
+    state.history_updates.append(state.n_updates)
+    best = state.best_p is None or valid_err <= min(row[0] for row in state.history_errs)
+    if best:
+        state.best_p = unzip(functions.tparams)
+        state.bad_counter = 0
+    state.bad_counter, state.stopped_early = should_stop_early(
+        state.history_errs, state.bad_counter, options["patience"])
+    logger.info("validation=%d update=%d train_err=%.4f valid_err=%.4f test_err=%.4f best=%s "
+                "bad_counter=%d", len(state.history_errs), state.n_updates, train_err,
+                valid_err, test_err, "yes" if best else "no", state.bad_counter)
+
+
+def _save(options, functions, state, **errors):
+    from lstm_tutorial.modelio import save_model
+
+    params = state.best_p if state.best_p is not None else unzip(functions.tparams)
+    saved_options = {name: value for name, value in options.items()}
+    save_model(options["saveto"], params, state.history_errs, saved_options,
+               history_updates=np.asarray(state.history_updates, dtype="int64"),
+               **errors)
+
