@@ -28,14 +28,14 @@ from pathlib import Path, PurePosixPath
 
 from lstm_tutorial.fileio import DataError, atomic_write
 from lstm_tutorial.progress import Progress
+from lstm_tutorial.tokenizers import MOSES_DEFAULTS, get_tokenizer
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
 # Label ids of the tutorial: pos 1, neg 0; pos reviews are listed first.
 IMDB_LABELS = (("pos", 1), ("neg", 0))
-TOKENIZER_SETTINGS = {"tokenizer": "moses", "lang": "en", "escape": True,
-                      "aggressive_dash_splits": False, "lowercase": True}
+TOKENIZER_SETTINGS = MOSES_DEFAULTS
 # Reviews sent to a worker process at a time.
 CHUNK_SIZE = 250
 
@@ -161,14 +161,8 @@ _worker_tokenizer = None
 def _tokenize_chunk(texts):
     global _worker_tokenizer
     if _worker_tokenizer is None:
-        from sacremoses import MosesTokenizer
-
-        _worker_tokenizer = MosesTokenizer(lang=TOKENIZER_SETTINGS["lang"])
-    return [
-        _worker_tokenizer.tokenize(text, escape=True, return_str=True,
-                                   aggressive_dash_splits=False).lower().split()
-        for text in texts
-    ]
+        _worker_tokenizer = get_tokenizer(TOKENIZER_SETTINGS)
+    return [_worker_tokenizer(text) for text in texts]
 
 
 def default_workers():

@@ -24,6 +24,15 @@ class TrainingDivergedError(FloatingPointError):
     """The cost became NaN or infinite; the saved model was left as it was."""
 
 
+class TrainingResult(tuple):
+    """``(train_err, valid_err, test_err)``, with ``interrupted`` set after Ctrl-C."""
+
+    def __new__(cls, train_err, valid_err, test_err, interrupted=False):
+        result = super().__new__(cls, (train_err, valid_err, test_err))
+        result.interrupted = interrupted
+        return result
+
+
 def get_minibatches_idx(n, minibatch_size, shuffle=False, rng=None):
     """Split ``range(n)`` into minibatches of indices.
 
@@ -347,7 +356,7 @@ def _train(options):
         _save(options, functions, state, train_err=train_err, valid_err=valid_err,
               test_err=test_err)
         logger.info("saved model=%s", options["saveto"])
-    return train_err, valid_err, test_err
+    return TrainingResult(train_err, valid_err, test_err, state.interrupted)
 
 
 def _padded_prepare(prepare_data):
@@ -478,6 +487,9 @@ def _train_loop(options, functions, train, prepare, evaluate, shuffle_rng, state
                 cost = float(functions.f_grad_shared(x, mask, y))
                 functions.f_update(lrate)
                 state.n_updates += 1
+                if state.n_updates == 1:
+                    # NUMBA and JAX compile the graph on its first call.
+                    logger.info("first_update seconds=%.1f", time.perf_counter() - epoch_start)
                 n_samples += x.shape[1]
                 disp_updates += 1
                 progress.update()
