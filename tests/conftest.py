@@ -1,0 +1,64 @@
+"""Shared fixtures: the real review archive and small hand-made datasets."""
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ARCHIVE_NAME = "aclImdb-labeled.tar.gz"
+
+
+def find_real_archive():
+    """Locate the labelled aclImdb archive: $LSTM_TUTORIAL_ARCHIVE or ../shared/data."""
+    from_env = os.environ.get("LSTM_TUTORIAL_ARCHIVE")
+    candidates = [Path(from_env)] if from_env else []
+    for parent in (REPO_ROOT, *REPO_ROOT.parents):
+        candidates.append(parent / "shared" / "data" / ARCHIVE_NAME)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_archive():
+    """Path of the real Large Movie Review Dataset archive (50,000 labelled reviews)."""
+    archive = find_real_archive()
+    if archive is None:
+        pytest.skip(f"{ARCHIVE_NAME} not found beside the checkout (../shared/data) "
+                    "and LSTM_TUTORIAL_ARCHIVE is not set")
+    return archive
+
+
+@pytest.fixture(scope="session")
+def real_dataset(real_archive, tmp_path_factory):
+    """The real archive preprocessed once per test session into imdb.pkl."""
+    from lstm_tutorial.preprocess import preprocess
+
+    folder = tmp_path_factory.mktemp("real_imdb")
+    preprocess(real_archive, folder, name="imdb")
+    return folder / "imdb.pkl"
+
+
+def write_dataset(path, train, test):
+    """Write two pickles (train then test) in the tutorial's dataset format."""
+    with open(path, "wb") as handle:
+        pickle.dump(train, handle)
+        pickle.dump(test, handle)
+    return path
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    """A 40-review, two-class dataset whose label is readable from the ids."""
+    train_x, train_y = [], []
+    for index in range(40):
+        label = index % 2
+        length = 3 + index % 7
+        word = 2 + label
+        train_x.append([word] * length)
+        train_y.append(label)
+    test = ([[2, 2, 2], [3, 3, 3, 3], [2, 5, 2], [3, 6]], [0, 1, 0, 1])
+    return write_dataset(tmp_path / "tiny.pkl", (train_x, train_y), test)
