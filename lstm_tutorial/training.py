@@ -13,13 +13,10 @@ from lstm_tutorial.fileio import DataError, check_output_folder
 
 logger = logging.getLogger(__name__)
 
-MODES = ("NUMBA", "CVM", "JAX")
+# NOTE: JAX is left out: PyTensor 3.0's JAX scan needs a constant number of
+# steps, which this graph (one graph for every batch length) does not have.
+MODES = ("NUMBA", "CVM")
 FLOAT_TYPES = ("float32", "float64")
-# JAX compiles once per input shape, so its batches are padded in time to one
-# of a few lengths: multiples of this step up to 128, then powers of two.
-JAX_TIME_STEP = 32
-
-
 class TrainingDivergedError(FloatingPointError):
     """The cost became NaN or infinite; the saved model was left as it was."""
 
@@ -50,25 +47,6 @@ def get_minibatches_idx(n, minibatch_size, shuffle=False, rng=None):
         rng.shuffle(indices)
     return [(number, indices[start:start + minibatch_size])
             for number, start in enumerate(range(0, n, minibatch_size))]
-
-
-def pad_time(x, mask, multiple):
-    """Pad ``x`` and ``mask`` with masked steps up to a bucketed length.
-
-    The extra steps have mask 0, so the LSTM carries its state through them
-    and the mean pooling ignores them: the outputs do not change.
-    """
-    n_steps = x.shape[0]
-    if n_steps <= 4 * multiple:
-        target = max(multiple, -(-n_steps // multiple) * multiple)
-    else:
-        target = 1 << (n_steps - 1).bit_length()
-    if target == n_steps:
-        return x, mask
-    extra = target - n_steps
-    x = np.concatenate([x, np.zeros((extra, x.shape[1]), dtype=x.dtype)])
-    mask = np.concatenate([mask, np.zeros((extra, mask.shape[1]), dtype=mask.dtype)])
-    return x, mask
 
 
 def pred_probs(f_pred_prob, prepare_data, data, iterator, verbose=False):
@@ -269,7 +247,7 @@ def train_lstm(
     valid_portion : float
         Share of the training reviews held out for validation.
     mode : str
-        PyTensor compile mode: NUMBA, CVM or JAX.
+        PyTensor compile mode: NUMBA or CVM.
     floatX : str
         Floating-point type of parameters and computation: float32 or float64.
     data_dir : str
@@ -315,8 +293,6 @@ def _train(options):
     # Load the data.
     train, valid, test = _load_datasets(options, np.random.default_rng(data_seed))
     prepare = data_module.prepare_data
-    if options["mode"] == "JAX":
-        prepare = _padded_prepare(data_module.prepare_data)
 
     # Build the model and compile its functions.
     functions = _build_functions(options, np.random.default_rng(init_seed),
@@ -357,16 +333,6 @@ def _train(options):
               test_err=test_err)
         logger.info("saved model=%s", options["saveto"])
     return TrainingResult(train_err, valid_err, test_err, state.interrupted)
-
-
-def _padded_prepare(prepare_data):
-    def prepare(seqs, labels, maxlen=None):
-        x, mask, labels = prepare_data(seqs, labels, maxlen=maxlen)
-        if x is None:
-            return x, mask, labels
-        x, mask = pad_time(x, mask, JAX_TIME_STEP)
-        return x, mask, labels
-    return prepare
 
 
 def _load_datasets(options, rng):
@@ -545,6 +511,12 @@ def _save(options, functions, state, **errors):
     from lstm_tutorial.modelio import save_model
 
     params = state.best_p if state.best_p is not None else unzip(functions.tparams)
+    for name, value in params.items():
+        if not np.isfinite(value).all():
+            raise TrainingDivergedError(
+                f"parameter {name!r} holds NaN or infinite values at update {state.n_updates}; "
+                f"the saved model {options['saveto']!r} was left as it was. Lower lrate or try "
+                "another optimizer")
     saved_options = {name: value for name, value in options.items()}
     save_model(options["saveto"], params, state.history_errs, saved_options,
                history_updates=np.asarray(state.history_updates, dtype="int64"),
