@@ -287,11 +287,11 @@ def _train(options):
             f"reload_model={options['reload_model']!r} not found; pass the path of a saved "
             "model or leave reload_model unset to start fresh"
         )
-    data_seed, init_seed, shuffle_seed, dropout_seed = np.random.SeedSequence(options["seed"]).spawn(4)
+    data_seed, init_seed, shuffle_seed, dropout_seed = _spawn_seeds(options["seed"])
     shuffle_rng = np.random.default_rng(shuffle_seed)
 
     # Load the data.
-    train, valid, test = _load_datasets(options, np.random.default_rng(data_seed))
+    train, valid, test = load_splits(options)
     prepare = data_module.prepare_data
 
     # Build the model and compile its functions.
@@ -335,11 +335,24 @@ def _train(options):
     return TrainingResult(train_err, valid_err, test_err, state.interrupted)
 
 
-def _load_datasets(options, rng):
+def _spawn_seeds(seed):
+    """Derive independent seeds for the data split, initialisation, shuffling and dropout."""
+    return np.random.SeedSequence(seed).spawn(4)
+
+
+def load_splits(options):
+    """Load the train, valid and test sets exactly as ``train_lstm`` does.
+
+    The valid split and the ``test_size`` subset depend only on ``seed``, so the
+    options saved in a model file give back the sets it was evaluated on.
+    Sets ``options["ydim"]``, ``options["dataset_file"]`` and
+    ``options["dictionary"]``.
+    """
     from lstm_tutorial.data import load_data
     from lstm_tutorial.datasets import resolve_dataset
 
-    path = resolve_dataset(options["dataset"], options["data_dir"])
+    rng = np.random.default_rng(_spawn_seeds(options["seed"])[0])
+    path = resolve_dataset(options["dataset"], options.get("data_dir"))
     options["dataset_file"] = str(Path(path).resolve())
     train, valid, test = load_data(path=path, n_words=options["n_words"],
                                    valid_portion=options["valid_portion"],

@@ -33,13 +33,17 @@ def real_archive():
 
 
 @pytest.fixture(scope="session")
-def real_dataset(real_archive, tmp_path_factory):
-    """The real archive preprocessed once per test session into imdb.pkl."""
-    from lstm_tutorial.preprocess import preprocess
+def real_data_dir(tmp_path_factory):
+    """A data folder shared by the tests of one session (LSTM_TUTORIAL_DATA for commands)."""
+    return tmp_path_factory.mktemp("data")
 
-    folder = tmp_path_factory.mktemp("real_imdb")
-    preprocess(real_archive, folder, name="imdb")
-    return folder / "imdb.pkl"
+
+@pytest.fixture(scope="session")
+def real_dataset(real_archive, real_data_dir):
+    """The real archive preprocessed once per session, cached as ``train_lstm`` caches it."""
+    from lstm_tutorial.datasets import resolve_dataset
+
+    return resolve_dataset(str(real_archive), real_data_dir)
 
 
 def write_dataset(path, train, test):
