@@ -375,12 +375,12 @@ def load_splits(options):
 
     labels = np.asarray(train[1] + valid[1] + test[1], dtype="int64")
     if labels.size and labels.min() < 0:
-        raise DataError(f"dataset {options['dataset']!r} holds the negative label "
+        raise DataError(f"dataset {options['dataset']!r} contains the negative label "
                         f"{int(labels.min())}; labels must be 0 .. ydim - 1")
     options["ydim"] = int(max(train[1] + valid[1])) + 1
     if test[1] and max(test[1]) >= options["ydim"]:
         raise DataError(
-            f"dataset {options['dataset']!r}: the test set holds label {max(test[1])}, which "
+            f"dataset {options['dataset']!r}: the test set contains label {max(test[1])}, which "
             f"never occurs in training (labels 0 .. {options['ydim'] - 1}); every class needs "
             "training examples"
         )
@@ -527,7 +527,7 @@ def _save(options, functions, state, **errors):
     for name, value in params.items():
         if not np.isfinite(value).all():
             raise TrainingDivergedError(
-                f"parameter {name!r} holds NaN or infinite values at update {state.n_updates}; "
+                f"parameter {name!r} contains NaN or infinite values at update {state.n_updates}; "
                 f"the saved model {options['saveto']!r} was left as it was. Lower lrate or try "
                 "another optimizer")
     saved_options = {name: value for name, value in options.items()}

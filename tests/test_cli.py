@@ -74,7 +74,7 @@ def test_train_command_on_real_reviews(real_archive, real_dataset, real_data_dir
     assert "seconds_per_epoch=" in log
     errors = json.loads(result.stdout.strip().splitlines()[-1])
 
-    # The model opens without pickle and holds one history row per validation.
+    # The model opens without pickle and has one history row per validation.
     with np.load(saveto, allow_pickle=False) as archive:
         history = archive["history_errs"]
         assert history.shape == (4, 2)
