@@ -83,15 +83,11 @@ def tiny_reviews(tmp_path_factory):
                            dictionary=root / "tiny.dict.pkl", meta=root / "tiny.meta.json")
 
 
-# Vocabulary limit of the tiny model: smaller than the corpus's vocabulary, so
-# some real words map to the unknown id as ids >= n_words.
-TINY_N_WORDS = 30
-
-
 @pytest.fixture(scope="session")
 def tiny_reviews_model(tiny_reviews, tmp_path_factory):
     """A model trained on ``tiny_reviews`` (dim_proj 8, NUMBA, whole test set evaluated)."""
     from lstm_tutorial import train_lstm
+    from reviews_corpus import TINY_N_WORDS
 
     path = tmp_path_factory.mktemp("tiny_model") / "lstm_model.npz"
     train_lstm(dim_proj=8, max_epochs=300, validFreq=35, saveFreq=10000, dispFreq=10000,

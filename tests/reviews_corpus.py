@@ -4,6 +4,10 @@ import numpy as np
 
 POSITIVE = ["great", "wonderful", "superb", "loved", "brilliant", "moving"]
 NEGATIVE = ["awful", "boring", "terrible", "hated", "dull", "clumsy"]
+# Vocabulary limit of the tiny test model: smaller than this corpus's
+# vocabulary, so some real words map to the unknown id as ids >= n_words.
+TINY_N_WORDS = 30
+
 NEUTRAL = ["the", "movie", "film", "plot", "actor", "was", "and", "it", "a", "story",
            "scene", "ending", "music", "cast"]
 
