@@ -87,7 +87,7 @@ def summarize_model(path, valid_freq=None):
     if missing or "history_errs" not in arrays:
         absent = missing + ([] if "history_errs" in arrays else ["history_errs"])
         raise DataError(
-            f"{str(path)!r} is not an LSTM model: {', '.join(absent)} missing (it holds "
+            f"{str(path)!r} is not an LSTM model: {', '.join(absent)} missing (it contains "
             f"{', '.join(sorted(arrays)) or 'no arrays'})"
         )
     options = model_options(arrays)
@@ -194,7 +194,7 @@ def plot_history(summary, output):
     Raises
     ------
     ImportError
-        When matplotlib is not installed; the message says how to install it.
+        When matplotlib is not installed; the message explains how to install it.
     ValueError
         For another file type, or a model with no validation to plot.
     """

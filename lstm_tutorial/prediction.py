@@ -64,7 +64,7 @@ def _check_params(arrays, path):
     if missing:
         raise DataError(
             f"{str(path)!r} is not an LSTM model: parameter(s) {', '.join(missing)} missing "
-            f"(it holds {', '.join(sorted(arrays)) or 'no arrays'})"
+            f"(it contains {', '.join(sorted(arrays)) or 'no arrays'})"
         )
     n_words, dim_proj = arrays["Wemb"].shape if arrays["Wemb"].ndim == 2 else (0, 0)
     ydim = arrays["U"].shape[1] if arrays["U"].ndim == 2 else 0
@@ -174,7 +174,7 @@ class TrainedModel:
             )
         if not recorded:
             # NOTE: without a recorded digest (original-layout or older models) a
-            # dictionary from another dataset cannot be told apart; only its form is checked.
+            # dictionary from another dataset goes undetected, because only its form is checked.
             logger.warning("model=%s records no dictionary digest; cannot verify that %s is "
                            "the dictionary it was trained with", self.path,
                            self.dictionary_path)
@@ -245,7 +245,7 @@ class TrainedModel:
         probs = np.zeros((len(sequences), self.ydim), dtype=self.floatX)
         for batch in self._batches([len(sequence) for sequence in sequences]):
             x, mask = self._prepare([sequences[index] for index in batch])
-            probs[batch] = self.f_pred_prob(x, mask)
+            probs[batch] = self.f_pred_prob(x, mask)[: len(batch)]
         return probs
 
     def predict_proba(self, texts):
@@ -260,7 +260,7 @@ class TrainedModel:
     def classify(self, texts):
         """Classify texts and describe each result as a JSON-ready dict.
 
-        Each dict holds ``label`` (name), ``class_id``, ``probabilities``
+        Each dict contains ``label`` (name), ``class_id``, ``probabilities``
         (label name to probability), ``n_tokens``, ``n_unknown`` and ``notes``.
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
@@ -296,7 +296,12 @@ class TrainedModel:
     def _prepare(self, sequences):
         n_steps = max(len(sequence) for sequence in sequences)
         if self.mode == "JAX":
+            # JAX compiles once per input shape: pad time to a multiple of
+            # JAX_TIME_STEP and fill the batch with one-word texts whose
+            # results the caller drops.
+            # NOTE: this path is not covered by the test suite, which runs NUMBA.
             n_steps = -(-n_steps // JAX_TIME_STEP) * JAX_TIME_STEP
+            sequences = list(sequences) + [[UNKNOWN_ID]] * (BATCH_SIZE - len(sequences))
         x = np.zeros((n_steps, len(sequences)), dtype="int64")
         mask = np.zeros((n_steps, len(sequences)), dtype=self.floatX)
         for column, sequence in enumerate(sequences):

@@ -42,7 +42,7 @@ def load_dictionary(path):
         raise DataError(f"dictionary {str(path)!r} cannot be read as a pickled dict: "
                         f"{type(error).__name__}: {error}") from error
     if not isinstance(dictionary, dict):
-        raise DataError(f"dictionary {str(path)!r} holds a {type(dictionary).__name__}, not a "
+        raise DataError(f"dictionary {str(path)!r} contains a {type(dictionary).__name__}, not a "
                         "dict of word to id; pass the <name>.dict.pkl written by preprocessing")
     for word, index in dictionary.items():
         if not isinstance(word, str) or isinstance(index, bool) or not isinstance(index, int):
@@ -88,7 +88,7 @@ def load_meta(dictionary_path):
     except (OSError, ValueError) as error:
         raise DataError(f"metadata {str(path)!r} is not valid JSON: {error}") from error
     if not isinstance(meta, dict):
-        raise DataError(f"metadata {str(path)!r} holds a JSON {type(meta).__name__}, not an "
+        raise DataError(f"metadata {str(path)!r} contains a JSON {type(meta).__name__}, not an "
                         "object with tokenizer settings and labels")
     return meta
 

@@ -50,7 +50,7 @@ def error_on_stored_ids(model, dataset_file, split, indices, n_split_reviews):
     stored_x, stored_y = train if split == "train" else test
     if len(stored_x) != n_split_reviews:
         raise DataError(
-            f"dataset {str(dataset_file)!r} holds {len(stored_x)} {split} reviews but the "
+            f"dataset {str(dataset_file)!r} contains {len(stored_x)} {split} reviews but the "
             f"source holds {n_split_reviews}; it was built from another source"
         )
     # load_data maps ids >= n_words to the unknown id before training and evaluation.
