@@ -332,3 +332,26 @@ def test_real_reviews_accuracy_equals_pred_error(real_archive, real_dataset, tmp
     assert result["identical_ids"] == 300
     assert result["labels_agree"] is True
     assert result["accuracy"] == pytest.approx(1.0 - result["pred_error"], abs=1e-12)
+
+
+def test_compiled_graph_has_one_forward_scan(model):
+    from pytensor.scan.op import Scan
+
+    nodes = model.f_pred_prob.maker.fgraph.apply_nodes
+    assert sum(isinstance(node.op, Scan) for node in nodes) == 1
+    assert [variable.name for variable in model.f_pred_prob.maker.fgraph.inputs[:2]] == \
+        ["x", "mask"]
+
+
+def test_dictionary_without_metadata_uses_class_numbers(tiny_reviews_model, tiny_reviews,
+                                                        tmp_path, caplog):
+    path = strip_options(tiny_reviews_model, tmp_path / "original.npz")
+    dictionary = tmp_path / "bare.dict.pkl"
+    dictionary.write_bytes(tiny_reviews.dictionary.read_bytes())
+    with caplog.at_level("WARNING", logger="lstm_tutorial.prediction"):
+        bare = load_model(path, dictionary)
+
+    assert bare.labels == ["0", "1"]
+    assert bare.tokenizer_settings == {"tokenizer": "moses"}
+    assert "meta.json" in caplog.text
+    assert "no dictionary digest" in caplog.text
