@@ -101,7 +101,7 @@ def load_params(path, params):
         if name not in arrays:
             raise DataError(
                 f"model file {str(path)!r} has no parameter {name!r} "
-                f"(it contains {', '.join(sorted(arrays))}); pass a model saved by this project"
+                f"(it holds {', '.join(sorted(arrays))}); pass a model saved by this project"
             )
         stored = arrays[name]
         if stored.shape != value.shape:
