@@ -102,35 +102,6 @@ def read_dataset_file(path):
     return _check_split(train, "train", path), _check_split(test, "test", path)
 
 
-def load_dictionary(path):
-    """Read a word-to-id dictionary pickle (``imdb.dict.pkl``).
-
-    Raises
-    ------
-    FileNotFoundError
-        When ``path`` does not exist.
-    DataError
-        When the file is not a pickled dict of str to int.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"dictionary file {str(path)!r} not found; pass the "
-                                "<name>.dict.pkl written beside the dataset")
-    try:
-        with open_maybe_gzip(path) as handle:
-            dictionary = safe_pickle_load(io.BytesIO(handle.read()))
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError,
-            AttributeError, ImportError, IndexError, KeyError, MemoryError,
-            UnicodeDecodeError) as error:
-        raise DataError(f"dictionary file {str(path)!r} is truncated or not a pickle "
-                        f"({error}); rebuild it with 'python -m lstm_tutorial.preprocess'") from error
-    if not isinstance(dictionary, dict) or not all(
-            isinstance(word, str) and isinstance(index, int) for word, index in dictionary.items()):
-        raise DataError(f"dictionary file {str(path)!r} is not a word-to-id dictionary; "
-                        "rebuild it with 'python -m lstm_tutorial.preprocess'")
-    return dictionary
-
-
 def _check_split(split, name, path):
     if not (isinstance(split, (tuple, list)) and len(split) == 2):
         raise DataError(

@@ -176,6 +176,24 @@ def _classifier(tparams, options, x, mask, use_noise, rng):
     return probabilities, updates
 
 
+def build_pred_prob(tparams, options):
+    """Build only the evaluation graph: class probabilities with dropout off.
+
+    It is the ``pred_prob`` of :func:`build_model` without the training cost,
+    for loading a saved model and classifying new text.
+
+    Returns
+    -------
+    x : int64 matrix, shape (n_steps, n_samples)
+    mask : floatX matrix, same shape
+    pred_prob : floatX matrix, shape (n_samples, ydim)
+    """
+    x = pt.matrix("x", dtype="int64")
+    mask = pt.matrix("mask", dtype=pytensor.config.floatX)
+    pred_prob, _ = _classifier(tparams, options, x, mask, False, None)
+    return x, mask, pred_prob
+
+
 def build_model(tparams, options, rng=None):
     """Build the training cost and the evaluation probabilities.
 

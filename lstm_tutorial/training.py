@@ -391,6 +391,12 @@ def load_splits(options):
 
     dictionary = dictionary_path(path)
     options["dictionary"] = str(dictionary.resolve()) if dictionary else None
+    # The digest lets prediction reject a dictionary from another dataset.
+    options["dictionary_sha256"] = None
+    if dictionary:
+        from lstm_tutorial.vocabulary import dictionary_sha256, load_dictionary
+
+        options["dictionary_sha256"] = dictionary_sha256(load_dictionary(dictionary))
     logger.info("data dataset=%s train=%d valid=%d test=%d ydim=%d n_words=%d maxlen=%s",
                 options["dataset"], len(train[0]), len(valid[0]), len(test[0]),
                 options["ydim"], options["n_words"], options["maxlen"])

@@ -66,3 +66,35 @@ def tiny_dataset(tmp_path):
         train_y.append(label)
     test = ([[2, 2, 2], [3, 3, 3, 3], [2, 5, 2], [3, 6]], [0, 1, 0, 1])
     return write_dataset(tmp_path / "tiny.pkl", (train_x, train_y), test)
+
+
+@pytest.fixture(scope="session")
+def tiny_reviews(tmp_path_factory):
+    """A small aclImdb-style folder of raw reviews, preprocessed into ``tiny.*`` files.
+
+    Returns a namespace with ``folder`` (the raw reviews), ``dataset``
+    (``tiny.pkl``), ``dictionary`` (``tiny.dict.pkl``) and ``meta``.
+    """
+    from types import SimpleNamespace
+
+    from lstm_tutorial.preprocess import preprocess
+    from reviews_corpus import write_reviews_folder
+
+    root = tmp_path_factory.mktemp("tiny_reviews")
+    folder = write_reviews_folder(root / "aclImdb")
+    preprocess(folder, root, name="tiny", workers=1)
+    return SimpleNamespace(folder=folder, dataset=root / "tiny.pkl",
+                           dictionary=root / "tiny.dict.pkl", meta=root / "tiny.meta.json")
+
+
+@pytest.fixture(scope="session")
+def tiny_reviews_model(tiny_reviews, tmp_path_factory):
+    """A model trained on ``tiny_reviews`` (dim_proj 8, NUMBA, whole test set evaluated)."""
+    from lstm_tutorial import train_lstm
+    from reviews_corpus import TINY_N_WORDS
+
+    path = tmp_path_factory.mktemp("tiny_model") / "lstm_model.npz"
+    train_lstm(dim_proj=8, max_epochs=300, validFreq=35, saveFreq=10000, dispFreq=10000,
+               batch_size=16, n_words=TINY_N_WORDS, dataset=str(tiny_reviews.dataset),
+               saveto=str(path), mode="NUMBA", valid_portion=0.1, test_size=-1)
+    return path

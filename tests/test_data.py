@@ -8,7 +8,8 @@ import pytensor
 import pytest
 
 from conftest import write_dataset
-from lstm_tutorial.data import load_data, load_dictionary, prepare_data, read_dataset_file
+from lstm_tutorial.data import load_data, prepare_data, read_dataset_file
+from lstm_tutorial.vocabulary import load_dictionary
 from lstm_tutorial.fileio import DataError
 
 
@@ -137,7 +138,7 @@ def test_load_dictionary_reads_python2_pickle(tmp_path):
 def test_load_dictionary_rejects_non_dict(tmp_path):
     path = tmp_path / "list.dict.pkl"
     path.write_bytes(pickle.dumps([1, 2]))
-    with pytest.raises(DataError, match="not a word-to-id dictionary"):
+    with pytest.raises(DataError, match="not a dict of word to id"):
         load_dictionary(path)
 
 

@@ -9,7 +9,8 @@ import tarfile
 
 import pytest
 
-from lstm_tutorial.data import load_dictionary, read_dataset_file
+from lstm_tutorial.data import read_dataset_file
+from lstm_tutorial.vocabulary import load_dictionary
 from lstm_tutorial.datasets import resolve_dataset
 from lstm_tutorial.fileio import DataError
 from lstm_tutorial.preprocess import build_dict, preprocess, read_imdb, tokenize
