@@ -361,7 +361,8 @@ def _default_name(corpus, sources):
     if corpus.data_format == "lines" and first.is_file():
         return first.stem
     stem = first.stem if first.is_file() else name
-    return re.sub(r"[_.-]?(train|test)$", "", stem) or stem
+    # train.csv and test.csv are named after their folder, news_train.csv after "news".
+    return re.sub(r"[_.-]?(train|test)$", "", stem) or first.resolve().parent.name or stem
 
 
 def preprocess(source, output, *, name=None, workers=None, data_format=None, tokenizer=None,
