@@ -46,9 +46,9 @@ LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "category", "target", 
 SKIPPED_LABEL_FOLDERS = ("unsup",)
 # Encodings whose line breaks are not the single byte 0x0A cannot be read line by line.
 _WIDE_ENCODINGS = ("utf-16", "utf16", "utf-32", "utf32", "utf_16", "utf_32")
-ENCODING_HINT = ("pass the file's encoding with --encoding (for example --encoding latin-1, "
-                 "cp1252 or shift_jis) or --errors replace to replace the bytes that do not "
-                 "decode")
+ENCODING_HINT = ("run python -m lstm_tutorial.preprocess with --encoding and the file's "
+                 "encoding (for example --encoding latin-1, cp1252 or shift_jis), or with "
+                 "--errors replace to replace the bytes that do not decode")
 
 
 @dataclass
@@ -196,6 +196,9 @@ def detect_format(sources):
         if "train" in pair:
             return TABLE_SUFFIXES[next(s for s in TABLE_SUFFIXES
                                        if pair["train"].name.lower().endswith(s))]
+        files = _visible_files(root)
+        if len(files) == 1 and files[0].suffix.lower() in TABLE_SUFFIXES:
+            return TABLE_SUFFIXES[files[0].suffix.lower()]
         if any(child.is_dir() and not child.name.startswith(".") for child in root.iterdir()):
             return "folders"
         if _visible_files(root):
@@ -372,13 +375,15 @@ def _choose_column(header, requested, candidates, role, path, flag):
         if requested in header:
             return header.index(requested)
         raise DataError(f"{path}: no column named {requested!r} for the {role}; the header has "
-                        f"{', '.join(map(repr, header))}. Pass {flag} with one of those names")
+                        f"{', '.join(map(repr, header))}. Pass {flag} with one of those names to "
+                        "python -m lstm_tutorial.preprocess")
     lowered = [str(name).strip().lower() for name in header]
     for candidate in candidates:
         if candidate in lowered:
             return lowered.index(candidate)
     raise DataError(f"{path}: no {role} column found in the header "
-                    f"({', '.join(map(repr, header))}); pass {flag} with its name")
+                    f"({', '.join(map(repr, header))}); pass {flag} with its name to "
+                    "python -m lstm_tutorial.preprocess")
 
 
 def _table_rows(path, delimiter, encoding, errors, text_column, label_column):
@@ -410,9 +415,33 @@ def _table_rows(path, delimiter, encoding, errors, text_column, label_column):
                         "--format tsv or csv to choose the delimiter") from error
 
 
+def _json_array_lines(path, encoding, errors):
+    """Yield ``(index, json_text)`` for the objects of a file holding one JSON array."""
+    # NOTE: a JSON array is parsed whole, so its memory grows with the file;
+    # JSON Lines (one object per line) streams.
+    text = "".join(line for _, line in decoded_lines(path, encoding, errors))
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}, line {error.lineno}: invalid JSON ({error.msg})") from error
+    for index, record in enumerate(records, start=1):
+        yield index, json.dumps(record)
+
+
+def _starts_with_array(path, encoding, errors):
+    for _, line in decoded_lines(path, encoding, errors):
+        if line.strip():
+            return line.lstrip().startswith("[")
+    return False
+
+
 def _jsonl_rows(path, encoding, errors, text_column, label_column):
     columns = None
-    for line_number, line in decoded_lines(path, encoding, errors):
+    if _starts_with_array(path, encoding, errors):
+        lines = _json_array_lines(path, encoding, errors)
+    else:
+        lines = decoded_lines(path, encoding, errors)
+    for line_number, line in lines:
         if not line.strip():
             continue
         try:
@@ -486,6 +515,9 @@ def open_table(sources, data_format, encoding="utf-8", errors="strict", text_col
 def _table_files(sources):
     if len(sources) == 1 and Path(sources[0]).is_dir():
         pair = _table_pair(Path(sources[0]))
+        files = _visible_files(Path(sources[0]))
+        if "train" not in pair and len(files) == 1:
+            return [(None, files[0])]
         if "train" not in pair:
             raise DataError(f"folder {sources[0]!r} holds no train.csv, train.tsv or "
                             "train.jsonl; pass the table file itself")

@@ -54,6 +54,9 @@ TOKENIZER_SETTINGS = MOSES_DEFAULTS
 CHUNK_SIZE = 250
 # Chunks queued per worker, enough to keep workers busy while bounding memory.
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
+# Below this size a corpus is tokenized in this process unless workers is set:
+# starting worker processes takes longer than tokenizing it.
+SMALL_CORPUS_BYTES = 1 << 20
 DEFAULT_TEST_PORTION = 0.2
 DEFAULT_SEED = 1234
 
@@ -247,6 +250,8 @@ class _TokenizedCorpus:
 
 
 def _read_and_tokenize(corpus, settings, workers):
+    if workers is None and corpus.total_bytes < SMALL_CORPUS_BYTES:
+        workers = 1
     tokenized = _TokenizedCorpus()
     empty_before_tokenizing = 0
 

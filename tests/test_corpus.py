@@ -176,6 +176,23 @@ def test_jsonl_with_integer_labels(tmp_path):
     assert sorted(set(train_y)) == [0, 1, 2]
 
 
+def test_json_array_file(tmp_path):
+    records = [{"text": text, "label": label} for text, label in all_rows()]
+    (tmp_path / "news.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    summary = preprocess(tmp_path / "news.json", tmp_path / "out", workers=1)
+    assert summary["format"] == "jsonl"
+    check_three_classes(tmp_path / "out", "news")
+
+
+def test_folder_with_one_csv(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    write_rows(tmp_path / "corpus" / "news.csv", all_rows())
+    assert detect_format([str(tmp_path / "corpus")]) == "csv"
+    dataset = resolve_dataset(str(tmp_path / "corpus"), tmp_path / "cache")
+    (train_x, train_y), (test_x, _) = read_dataset_file(dataset)
+    assert len(train_x) + len(test_x) == 24
+
+
 def test_order_labels_numeric_and_text():
     assert order_labels(["pos", "neg"]) == ["neg", "pos"]
     assert order_labels(["10", "2", "-1"]) == ["-1", "2", "10"]
