@@ -6,7 +6,9 @@ Layouts (``data_format``), detected from the source path unless given:
     ``ROOT/{train,test}/LABEL/*`` text files, one example per file, any label
     names; the aclImdb folder is one case, and so is a ``.tar.gz`` of such a
     tree. Without ``ROOT/test`` a test split is drawn later. A label folder
-    named ``unsup`` (aclImdb's unlabelled reviews) is skipped.
+    named ``unsup`` (aclImdb's unlabelled reviews) is skipped. A tree whose
+    labels are exactly ``neg`` and ``pos`` is read as the tutorial read
+    aclImdb, the first line of each file only; other trees read whole files.
 ``folders``
     ``ROOT/LABEL/*`` text files without splits.
 ``csv``, ``tsv``, ``jsonl``
@@ -149,7 +151,7 @@ def _visible_files(folder):
 
 
 def _tree_root(root):
-    # An aclImdb archive unpacks to a folder that holds aclImdb/.
+    # An aclImdb archive unpacks to a folder that contains aclImdb/.
     if not (root / "train").is_dir():
         children = [child for child in root.iterdir() if child.is_dir()
                     and not child.name.startswith(".")]
@@ -181,7 +183,7 @@ def detect_format(sources):
     FileNotFoundError
         When a path does not exist.
     DataError
-        When the layout cannot be told from the paths; pass ``data_format``.
+        When the paths do not determine the layout; pass ``data_format``.
     """
     pairs = [source for source in sources if _split_pair(source)[0] is not None]
     paths = [Path(_split_pair(source)[1]) for source in sources]
@@ -263,7 +265,7 @@ def open_tree(root, encoding="utf-8", errors="strict"):
             continue
         labels = _label_folders(split_folder)
         if not labels:
-            raise DataError(f"folder {str(split_folder)!r} holds no label folders; the tree "
+            raise DataError(f"folder {str(split_folder)!r} contains no label folders; the tree "
                             f"layout is {root}/train/LABEL/*.txt and {root}/test/LABEL/*.txt")
         folders.extend((split, folder.name, folder) for folder in labels)
     if not folders:
@@ -282,7 +284,7 @@ def open_folders(root, encoding="utf-8", errors="strict"):
     root = Path(root)
     folders = [(None, folder.name, folder) for folder in _label_folders(root)]
     if not folders:
-        raise DataError(f"folder {str(root)!r} holds no label folders; the folders layout is "
+        raise DataError(f"folder {str(root)!r} contains no label folders; the folders layout is "
                         f"{root}/LABEL/*.txt with one folder per label")
     total = sum(path.stat().st_size for _, _, folder in folders
                 for path in _visible_files(folder))
@@ -333,7 +335,7 @@ def _scan_archive(archive):
             raise
         raise _archive_error(archive, error) from error
     if not entries:
-        raise DataError(f"archive {str(archive)!r} holds no train/LABEL/* or test/LABEL/* "
+        raise DataError(f"archive {str(archive)!r} contains no train/LABEL/* or test/LABEL/* "
                         "files; pack a folder tree ROOT/train/LABEL/*.txt, or extract it and "
                         "pass the folder")
     return entries, total
@@ -519,7 +521,7 @@ def _table_files(sources):
         if "train" not in pair and len(files) == 1:
             return [(None, files[0])]
         if "train" not in pair:
-            raise DataError(f"folder {sources[0]!r} holds no train.csv, train.tsv or "
+            raise DataError(f"folder {sources[0]!r} contains no train.csv, train.tsv or "
                             "train.jsonl; pass the table file itself")
         return [(split, pair[split]) for split in SPLITS if split in pair]
     if len(sources) == 1:

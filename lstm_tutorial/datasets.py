@@ -10,7 +10,7 @@
   CSV/TSV/JSON Lines file, folder of ``name.LABEL`` files): preprocessed once
   with the default settings and cached in the data folder under a name keyed
   by the source's content and those settings;
-- a folder written by ``python -m lstm_tutorial.preprocess`` (it holds one
+- a folder written by ``python -m lstm_tutorial.preprocess`` (it contains one
   ``<name>.pkl`` beside ``<name>.meta.json``);
 - a path to a dataset file in the tutorial's format (``.pkl`` or ``.pkl.gz``).
 
@@ -154,13 +154,13 @@ def preprocessed_dataset(folder):
     Raises
     ------
     ValueError
-        When the folder holds several preprocessed datasets.
+        When the folder contains several preprocessed datasets.
     """
     found = sorted(meta.with_name(meta.name[: -len(".meta.json")] + ".pkl")
                    for meta in Path(folder).glob("*.meta.json"))
     found = [path for path in found if path.is_file()]
     if len(found) > 1:
-        raise ValueError(f"folder {str(folder)!r} holds several datasets "
+        raise ValueError(f"folder {str(folder)!r} contains several datasets "
                          f"({', '.join(path.name for path in found)}); pass the .pkl to use")
     return found[0] if found else None
 

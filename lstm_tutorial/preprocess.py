@@ -18,7 +18,7 @@ word gets id 2 because 0 is padding and 1 is an unknown word. Labels get ids
 integer), and ``<name>.meta.json`` lists them (index = id) with the
 tokenizer settings.
 
-Texts stream through the tokenizer processes in chunks; memory holds the
+Texts stream through the tokenizer processes in chunks; memory keeps the
 vocabulary and the id lists, not the raw text. Run it on its own with::
 
     python -m lstm_tutorial.preprocess aclImdb_v1.tar.gz --output data/
