@@ -347,8 +347,12 @@ def _encode_split(tokenized, indices, remap, labels):
     # Shared int objects keep each id list at one pointer per token.
     int_objects = list(range(int(remap.max(initial=1)) + 1))
     lookup = int_objects.__getitem__
-    x = [list(map(lookup, remap[np.frombuffer(tokenized.ids[i], dtype=np.int32)].tolist()))
-         for i in indices]
+    x = []
+    for i in indices:
+        x.append(list(map(lookup, remap[np.frombuffer(tokenized.ids[i], dtype=np.int32)]
+                          .tolist())))
+        # Each provisional array is freed once encoded, so both never coexist in full.
+        tokenized.ids[i] = None
     y = [int_objects[int(labels[i])] for i in indices]
     return x, y
 
