@@ -10,7 +10,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from lstm_tutorial.corpus import detect_format, open_corpus
+from lstm_tutorial.corpus import detect_format
 from lstm_tutorial.data import read_dataset_file
 from lstm_tutorial.datasets import resolve_dataset
 from lstm_tutorial.fileio import DataError
