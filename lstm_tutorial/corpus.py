@@ -408,7 +408,7 @@ def _table_rows(path, delimiter, encoding, errors, text_column, label_column):
                 continue
             if len(row) <= max(text_index, label_index):
                 raise DataError(
-                    f"{path}, line {reader.line_num}: the row has {len(row)} fields but the "
+                    f"{path}, line {reader.line_num}: the row has {len(row)} field(s) but the "
                     f"header has {len(header)}; check the delimiter and the quoting"
                 )
             yield reader.line_num, row[label_index], row[text_index]
