@@ -233,7 +233,9 @@ def train_lstm(
     valid_batch_size : int
         Reviews per batch when computing errors.
     dataset : str
-        'imdb', an aclImdb folder or .tar.gz archive, or a .pkl/.pkl.gz dataset file.
+        'imdb', an aclImdb folder or .tar.gz archive, a corpus (folder tree, label
+        folders, .csv/.tsv/.jsonl file, folder of name.LABEL files), a folder written
+        by python -m lstm_tutorial.preprocess, or a .pkl/.pkl.gz dataset file.
     noise_std : float
         Accepted for compatibility; the original never used it and it must stay 0.
     use_dropout : bool
@@ -378,6 +380,13 @@ def load_splits(options):
         raise DataError(f"dataset {options['dataset']!r} contains the negative label "
                         f"{int(labels.min())}; labels must be 0 .. ydim - 1")
     options["ydim"] = int(max(train[1] + valid[1])) + 1
+    from lstm_tutorial.datasets import dataset_labels
+
+    # Label names saved by preprocessing (index = id); the model gets one
+    # column per name even when maxlen drops every example of a class.
+    options["labels"] = dataset_labels(path)
+    if options["labels"]:
+        options["ydim"] = max(options["ydim"], len(options["labels"]))
     if test[1] and max(test[1]) >= options["ydim"]:
         raise DataError(
             f"dataset {options['dataset']!r}: the test set contains label {max(test[1])}, which "
