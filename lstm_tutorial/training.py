@@ -375,6 +375,16 @@ def load_splits(options):
         subset = sorted(subset, key=lambda index: (len(test[0][index]), index))
         test = ([test[0][n] for n in subset], [test[1][n] for n in subset])
 
+    _set_labels(options, path, train, valid, test)
+    _record_dictionary(options, path)
+    logger.info("data dataset=%s train=%d valid=%d test=%d ydim=%d n_words=%d maxlen=%s",
+                options["dataset"], len(train[0]), len(valid[0]), len(test[0]),
+                options["ydim"], options["n_words"], options["maxlen"])
+    return train, valid, test
+
+
+def _set_labels(options, path, train, valid, test):
+    """Set ``ydim`` and the label names, rejecting labels a classifier cannot learn."""
     labels = np.asarray(train[1] + valid[1] + test[1], dtype="int64")
     if labels.size and labels.min() < 0:
         raise DataError(f"dataset {options['dataset']!r} contains the negative label "
@@ -396,6 +406,10 @@ def load_splits(options):
     if options["ydim"] < 2:
         raise DataError(f"dataset {options['dataset']!r} has a single class; a classifier "
                         "needs at least two")
+
+
+def _record_dictionary(options, path):
+    """Record the dataset's dictionary and its digest, so prediction finds the same one."""
     from lstm_tutorial.datasets import dictionary_path
 
     dictionary = dictionary_path(path)
@@ -406,10 +420,6 @@ def load_splits(options):
         from lstm_tutorial.vocabulary import dictionary_sha256, load_dictionary
 
         options["dictionary_sha256"] = dictionary_sha256(load_dictionary(dictionary))
-    logger.info("data dataset=%s train=%d valid=%d test=%d ydim=%d n_words=%d maxlen=%s",
-                options["dataset"], len(train[0]), len(valid[0]), len(test[0]),
-                options["ydim"], options["n_words"], options["maxlen"])
-    return train, valid, test
 
 
 @dataclass
