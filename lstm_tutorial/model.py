@@ -98,9 +98,9 @@ def lstm_layer(tparams, state_below, options, prefix="lstm", mask=None):
     tensor3, shape (n_steps, n_samples, dim_proj)
         The hidden state ``h`` after each step.
     """
-    # The size comes from the weights, not from options, so that one compiled
-    # graph (and PyTensor's on-disk cache of it) serves every dim_proj.
-    dim = tparams[_p(prefix, "U")].shape[0]
+    # A constant size lets PyTensor fuse the gate slices: taking it from the
+    # weights' shape made an update about 3 times slower under NUMBA.
+    dim = options["dim_proj"]
     n_samples = state_below.shape[1]
     if mask is None:
         mask = pt.ones(state_below.shape[:2], dtype=pytensor.config.floatX)
@@ -162,8 +162,7 @@ def dropout_layer(state_before, use_noise, rng=None):
 
 def _classifier(tparams, options, x, mask, use_noise, rng):
     n_steps, n_samples = x.shape[0], x.shape[1]
-    dim_proj = tparams["Wemb"].shape[1]
-    embedding = tparams["Wemb"][x.flatten()].reshape((n_steps, n_samples, dim_proj))
+    embedding = tparams["Wemb"][x.flatten()].reshape((n_steps, n_samples, options["dim_proj"]))
     h = lstm_layer(tparams, embedding, options, prefix="lstm", mask=mask)
 
     # Mean of h over the real steps of each example.
