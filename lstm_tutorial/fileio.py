@@ -7,6 +7,7 @@ leaves either the old file or the complete new one, never a broken one.
 """
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -14,6 +15,13 @@ from pathlib import Path
 
 class DataError(ValueError):
     """A dataset, dictionary or model file that cannot be used as it is."""
+
+
+def _umask():
+    # os.umask can only be read by setting it, so set it back at once.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def check_output_folder(path):
@@ -50,7 +58,16 @@ def atomic_write(path, mode="wb"):
 
     The temporary file lives in the same folder (so the final rename cannot
     cross file systems) and is removed when the block raises, for example when
-    the disk fills; the previous ``path``, if any, is then left untouched.
+    the disk fills; the previous ``path``, if any, is then left untouched. The
+    new file gets the permissions of the file it replaces, or those the umask
+    allows for a new file.
+
+    Raises
+    ------
+    OSError
+        With the same ``errno`` when writing fails (no space left, I/O
+        error); the message names ``path`` and says that the previous file
+        was kept.
     """
     path = Path(path)
     check_output_folder(path)
@@ -58,13 +75,25 @@ def atomic_write(path, mode="wb"):
         prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent
     )
     try:
+        try:
+            permissions = path.stat().st_mode & 0o777
+        except OSError:
+            permissions = 0o666 & ~_umask()
         with os.fdopen(fd, mode) as handle:
+            os.fchmod(handle.fileno(), permissions)
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO,
+                                                          errno.EFBIG, errno.EROFS):
+            raise OSError(
+                error.errno,
+                f"could not write {str(path)!r}: {error.strerror or error}; the previous "
+                "file, if any, was kept. Free some disk space or choose another path",
+            ) from error
         raise
     _fsync_folder(path.resolve().parent)

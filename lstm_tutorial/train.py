@@ -2,13 +2,16 @@
 
 Every keyword of :func:`lstm_tutorial.train_lstm` is a flag, with its help
 text and default taken from the function. Exit status: 0 after a complete
-run, 1 on an error, 130 when Ctrl-C ended training early (the model is still
-evaluated and saved).
+run, 1 on an error, 2 for an invalid flag (argparse), and 128 plus the signal
+number when Ctrl-C (130) or SIGTERM (143) ended training early. After the
+first such signal the model is still evaluated and saved and a checkpoint is
+kept for ``--resume``; a second one exits at once with the same status.
 """
 
 import argparse
 import json
 import logging
+import signal
 import sys
 
 from lstm_tutorial.cli import add_function_arguments, configure_logging
@@ -17,7 +20,9 @@ from lstm_tutorial.fileio import DataError
 logger = logging.getLogger("lstm_tutorial.train")
 
 EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130
+# Shells report a process ended by signal N as 128 + N.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 def build_parser():
@@ -53,9 +58,16 @@ def main(argv=None):
     except (ValueError, OSError, DataError) as error:
         logger.error("error: %s", error)
         return EXIT_ERROR
+    except KeyboardInterrupt as error:
+        signum = getattr(error, "signum", signal.SIGINT)
+        logger.error("error: stopped at once by %s; every file on disk is complete, because "
+                     "an interrupted write leaves the previous version", signal.Signals(signum).name)
+        return 128 + signum
     train_err, valid_err, test_err = result
     print(json.dumps({"train_err": train_err, "valid_err": valid_err, "test_err": test_err}))
-    return EXIT_INTERRUPTED if getattr(result, "interrupted", False) else 0
+    if getattr(result, "interrupted", False):
+        return 128 + (getattr(result, "stop_signal", None) or signal.SIGINT)
+    return 0
 
 
 if __name__ == "__main__":

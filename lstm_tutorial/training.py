@@ -2,6 +2,7 @@
 
 import logging
 import math
+import signal
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -9,7 +10,19 @@ from pathlib import Path
 
 import numpy as np
 
+from lstm_tutorial.checkpoint import (
+    CheckpointError,
+    check_resume_data,
+    check_resume_options,
+    checkpoint_path,
+    data_fingerprint,
+    generator_state,
+    load_checkpoint,
+    restore_generator,
+    save_checkpoint,
+)
 from lstm_tutorial.fileio import DataError, check_output_folder
+from lstm_tutorial.interrupts import StopRequest, TrainingAborted
 
 logger = logging.getLogger(__name__)
 
@@ -22,11 +35,17 @@ class TrainingDivergedError(FloatingPointError):
 
 
 class TrainingResult(tuple):
-    """``(train_err, valid_err, test_err)``, with ``interrupted`` set after Ctrl-C."""
+    """``(train_err, valid_err, test_err)`` with how the run ended.
 
-    def __new__(cls, train_err, valid_err, test_err, interrupted=False):
+    ``interrupted`` is True when Ctrl-C or SIGTERM stopped training early, and
+    ``stop_signal`` is then that signal's number (``signal.SIGINT`` or
+    ``signal.SIGTERM``).
+    """
+
+    def __new__(cls, train_err, valid_err, test_err, interrupted=False, stop_signal=None):
         result = super().__new__(cls, (train_err, valid_err, test_err))
         result.interrupted = interrupted
+        result.stop_signal = stop_signal
         return result
 
 
@@ -114,6 +133,10 @@ class TrainingState:
 
     epoch: int = 0
     n_updates: int = 0
+    # Order of the training reviews in the current epoch (None between
+    # epochs) and how many of its minibatches are done.
+    epoch_order: np.ndarray = None
+    batch_position: int = 0
     bad_counter: int = 0
     history_errs: list = field(default_factory=list)
     # Update number of each validation, the same length as history_errs.
@@ -121,6 +144,9 @@ class TrainingState:
     best_p: OrderedDict = None
     stopped_early: bool = False
     interrupted: bool = False
+    stop_signal: int = None
+    # Update count of the newest checkpoint written by this process.
+    checkpoint_update: int = None
 
 
 def unzip(tparams):
@@ -167,7 +193,11 @@ def validate_options(options):
             "the original accepted it but never used it; leave it at 0")
     require(options["mode"] in MODES, "mode", f"choose one of {', '.join(MODES)}")
     require(options["floatX"] in FLOAT_TYPES, "floatX",
-            f"choose float32 or float64 (float16 is not supported on the CPU backends)")
+            "choose float32 or float64 (float16 is not supported on the CPU backends)")
+    require(isinstance(options["resume"], (bool, np.bool_)), "resume",
+            "it must be True or False; the checkpoint is always saveto + '.ckpt.npz'")
+    require(not options["resume"] or bool(options["saveto"]), "resume",
+            "resuming needs saveto, the model path whose checkpoint to continue")
 
 
 def train_lstm(
@@ -197,6 +227,7 @@ def train_lstm(
     mode="NUMBA",
     floatX="float32",
     data_dir=None,
+    resume=False,
 ):
     """Train the LSTM sentiment classifier and save the best model.
 
@@ -254,18 +285,36 @@ def train_lstm(
         Floating-point type of parameters and computation: float32 or float64.
     data_dir : str
         Folder for downloaded and cached datasets; None for the default data folder.
+    resume : bool
+        Continue the interrupted run whose checkpoint is saveto + '.ckpt.npz', with the same options.
 
     Returns
     -------
     train_err, valid_err, test_err : float
-        Error rates (1 - accuracy) of the best parameters.
+        Error rates (1 - accuracy) of the best parameters, as a
+        :class:`TrainingResult` whose ``interrupted`` and ``stop_signal``
+        tell whether Ctrl-C or SIGTERM stopped training early.
 
     Raises
     ------
     ValueError
-        For an option out of range or data that leaves nothing to train on.
+        For an option out of range, data that leaves nothing to train on, or
+        a checkpoint whose options differ when resuming.
+    FileExistsError
+        When a checkpoint of an unfinished run exists and ``resume`` is False.
     TrainingDivergedError
         When the cost becomes NaN or infinite.
+    TrainingAborted
+        When a second Ctrl-C or SIGTERM arrives while the run is stopping.
+
+    Notes
+    -----
+    While training runs, a checkpoint ``<saveto>.ckpt.npz`` is written every
+    ``saveFreq`` updates and when Ctrl-C or SIGTERM stops the run. It holds
+    everything needed to continue exactly where the run stopped (parameters,
+    optimizer averages, best parameters, history, counters, position in the
+    epoch and random generator states). ``resume=True`` continues from it; a
+    finished run deletes it.
     """
     options = {name: value for name, value in locals().items()}
     if options["maxlen"] == 0:
@@ -282,9 +331,9 @@ def _train(options):
     from lstm_tutorial import data as data_module
 
     start_time = time.perf_counter()
-    if options["saveto"]:
-        check_output_folder(options["saveto"])
-    if options["reload_model"] and not Path(options["reload_model"]).is_file():
+    checkpoint = _open_checkpoint(options)
+    if options["reload_model"] and checkpoint is None and \
+            not Path(options["reload_model"]).is_file():
         raise FileNotFoundError(
             f"reload_model={options['reload_model']!r} not found; pass the path of a saved "
             "model or leave reload_model unset to start fresh"
@@ -294,11 +343,15 @@ def _train(options):
 
     # Load the data.
     train, valid, test = load_splits(options)
+    fingerprint = data_fingerprint(train, valid, test)
+    if checkpoint is not None:
+        check_resume_data(checkpoint, fingerprint)
     prepare = data_module.prepare_data
 
     # Build the model and compile its functions.
     functions = _build_functions(options, np.random.default_rng(init_seed),
-                                 int(dropout_seed.generate_state(1)[0]))
+                                 int(dropout_seed.generate_state(1)[0]),
+                                 reload=checkpoint is None)
     kf_valid = get_minibatches_idx(len(valid[0]), options["valid_batch_size"])
     kf_test = get_minibatches_idx(len(test[0]), options["valid_batch_size"])
     kf_train_sorted = get_minibatches_idx(len(train[0]), options["valid_batch_size"])
@@ -308,33 +361,164 @@ def _train(options):
                      for split, batches in ((train, kf_train_sorted), (valid, kf_valid),
                                             (test, kf_test)))
 
-    # Train.
     state = TrainingState()
-    train_start = time.perf_counter()
-    try:
-        _train_loop(options, functions, train, prepare, evaluate, shuffle_rng, state)
-    except KeyboardInterrupt:
-        state.interrupted = True
-        logger.warning("interrupted update=%d: evaluating and saving the best parameters",
-                       state.n_updates)
-    train_seconds = time.perf_counter() - train_start
+    if checkpoint is not None:
+        _restore_checkpoint(checkpoint, functions, shuffle_rng, state, len(train[0]),
+                            options["batch_size"])
 
-    # Restore the best parameters, evaluate and save.
-    if state.best_p is not None:
-        zipp(state.best_p, functions.tparams)
-    else:
-        state.best_p = unzip(functions.tparams)
-    train_err, valid_err, test_err = evaluate()
-    epochs_run = max(state.epoch, 1)
-    logger.info("done epochs=%d updates=%d seconds_per_epoch=%.2f train_err=%.4f valid_err=%.4f "
-                "test_err=%.4f seconds=%.1f", state.epoch, state.n_updates,
-                train_seconds / epochs_run, train_err, valid_err, test_err,
-                time.perf_counter() - start_time)
-    if options["saveto"]:
-        _save(options, functions, state, train_err=train_err, valid_err=valid_err,
-              test_err=test_err)
-        logger.info("saved model=%s", options["saveto"])
-    return TrainingResult(train_err, valid_err, test_err, state.interrupted)
+    def write_checkpoint():
+        _write_checkpoint(options, functions, state, shuffle_rng, fingerprint)
+
+    # Train until done, or until the first Ctrl-C or SIGTERM; a second one
+    # raises TrainingAborted from anywhere in this block.
+    with StopRequest() as stop:
+        train_start = time.perf_counter()
+        try:
+            _train_loop(options, functions, train, prepare, evaluate, shuffle_rng, state, stop,
+                        write_checkpoint)
+        except TrainingAborted:
+            raise
+        except KeyboardInterrupt:
+            # Only reached outside the main thread, where StopRequest cannot
+            # catch the signal: the update may be half done, so the last
+            # checkpoint stays as it is.
+            state.interrupted, state.stop_signal = True, signal.SIGINT
+        if state.interrupted:
+            logger.warning("interrupted update=%d: evaluating and saving the best parameters",
+                           state.n_updates)
+        train_seconds = time.perf_counter() - train_start
+
+        # Restore the best parameters, evaluate and save.
+        if state.best_p is not None:
+            zipp(state.best_p, functions.tparams)
+        else:
+            state.best_p = unzip(functions.tparams)
+        train_err, valid_err, test_err = evaluate()
+        epochs_run = max(state.epoch, 1)
+        logger.info("done epochs=%d updates=%d seconds_per_epoch=%.2f train_err=%.4f "
+                    "valid_err=%.4f test_err=%.4f seconds=%.1f", state.epoch, state.n_updates,
+                    train_seconds / epochs_run, train_err, valid_err, test_err,
+                    time.perf_counter() - start_time)
+        if options["saveto"]:
+            _save(options, functions, state, train_err=train_err, valid_err=valid_err,
+                  test_err=test_err)
+            logger.info("saved model=%s", options["saveto"])
+            _finish_checkpoint(options, state)
+    return TrainingResult(train_err, valid_err, test_err, state.interrupted, state.stop_signal)
+
+
+def _open_checkpoint(options):
+    """Load the checkpoint to resume from, or make sure none would be overwritten."""
+    if not options["saveto"]:
+        return None
+    check_output_folder(options["saveto"])
+    path = checkpoint_path(options["saveto"])
+    if not options["resume"]:
+        if path.exists():
+            raise FileExistsError(
+                f"checkpoint {str(path)!r} of an unfinished run exists; pass --resume "
+                "(resume=True) to continue that run, or delete the file to start a new one"
+            )
+        return None
+    checkpoint = load_checkpoint(path)
+    check_resume_options(checkpoint, options)
+    logger.info("resume checkpoint=%s epoch=%d update=%d validations=%d", path,
+                checkpoint.state["epoch"], checkpoint.state["n_updates"],
+                len(checkpoint.history_errs))
+    return checkpoint
+
+
+def _finish_checkpoint(options, state):
+    """Delete the checkpoint of a finished run; keep it when the run was interrupted."""
+    path = checkpoint_path(options["saveto"])
+    if state.interrupted:
+        if path.exists():
+            logger.info("checkpoint=%s kept; pass --resume to continue", path)
+        return
+    path.unlink(missing_ok=True)
+
+
+def _write_checkpoint(options, functions, state, shuffle_rng, fingerprint):
+    counters = {"epoch": state.epoch, "n_updates": state.n_updates,
+                "batch_position": state.batch_position, "bad_counter": state.bad_counter}
+    save_checkpoint(
+        checkpoint_path(options["saveto"]),
+        params=unzip(functions.tparams),
+        best_p=state.best_p,
+        optimizer_state=[(variable.name, variable.get_value())
+                         for variable in functions.optimizer_state],
+        history_errs=state.history_errs,
+        history_updates=state.history_updates,
+        epoch_order=state.epoch_order,
+        state=dict(counters, options=options, data_fingerprint=fingerprint,
+                   shuffle_rng=generator_state(shuffle_rng),
+                   dropout_rng=generator_state(functions.dropout_rng.get_value())),
+    )
+    state.checkpoint_update = state.n_updates
+    logger.info("saved checkpoint=%s update=%d", checkpoint_path(options["saveto"]),
+                state.n_updates)
+
+
+def _checked_arrays(checkpoint, what, stored, expected):
+    """Return ``stored`` converted to the dtypes of ``expected``, in its order."""
+    arrays = OrderedDict()
+    for name, value in expected.items():
+        if name not in stored:
+            raise CheckpointError(f"checkpoint {str(checkpoint.path)!r} has no {what} {name!r}; "
+                                  "delete it to start the run over without --resume")
+        if stored[name].shape != value.shape:
+            raise CheckpointError(
+                f"checkpoint {str(checkpoint.path)!r}: {what} {name!r} has shape "
+                f"{stored[name].shape}, the model needs {value.shape}; delete it to start the "
+                "run over without --resume"
+            )
+        arrays[name] = stored[name].astype(value.dtype)
+    return arrays
+
+
+def _restore_checkpoint(checkpoint, functions, shuffle_rng, state, n_train, batch_size):
+    """Put the parameters, optimizer, generators and counters of ``checkpoint`` back."""
+    current = unzip(functions.tparams)
+    zipp(_checked_arrays(checkpoint, "parameter", checkpoint.params, current), functions.tparams)
+    if checkpoint.best_p is not None:
+        state.best_p = _checked_arrays(checkpoint, "best parameter", checkpoint.best_p, current)
+
+    optimizer_names = [variable.name for variable in functions.optimizer_state]
+    stored_names = [name for name, _ in checkpoint.optimizer_state]
+    if stored_names != optimizer_names:
+        raise CheckpointError(f"checkpoint {str(checkpoint.path)!r} holds the optimizer "
+                              f"variables {stored_names}, the optimizer has {optimizer_names}; "
+                              "delete it to start the run over without --resume")
+    stored = dict(checkpoint.optimizer_state)
+    expected = OrderedDict((variable.name, variable.get_value(borrow=True))
+                           for variable in functions.optimizer_state)
+    values = _checked_arrays(checkpoint, "optimizer variable", stored, expected)
+    for variable in functions.optimizer_state:
+        variable.set_value(values[variable.name])
+
+    restore_generator(shuffle_rng, checkpoint.state["shuffle_rng"])
+    dropout_generator = functions.dropout_rng.get_value()
+    restore_generator(dropout_generator, checkpoint.state["dropout_rng"])
+    functions.dropout_rng.set_value(dropout_generator)
+
+    order = checkpoint.epoch_order
+    n_batches = -(-n_train // batch_size)
+    if order is not None and not np.array_equal(np.sort(order), np.arange(n_train)):
+        raise CheckpointError(f"checkpoint {str(checkpoint.path)!r}: its epoch order is not a "
+                              f"permutation of the {n_train} training reviews; delete it to "
+                              "start the run over without --resume")
+    if not 0 <= checkpoint.state["batch_position"] <= n_batches:
+        raise CheckpointError(f"checkpoint {str(checkpoint.path)!r}: batch_position "
+                              f"{checkpoint.state['batch_position']} is outside 0..{n_batches}; "
+                              "delete it to start the run over without --resume")
+    state.epoch = checkpoint.state["epoch"]
+    state.n_updates = checkpoint.state["n_updates"]
+    state.batch_position = checkpoint.state["batch_position"]
+    state.epoch_order = order
+    state.bad_counter = checkpoint.state["bad_counter"]
+    state.history_errs = [list(row) for row in checkpoint.history_errs]
+    state.history_updates = list(checkpoint.history_updates)
+    state.checkpoint_update = state.n_updates
 
 
 def _spawn_seeds(seed):
@@ -432,13 +616,15 @@ class CompiledModel:
     f_update: object
     dropout_rng: object
     compile_seconds: float
+    # Shared variables of the optimizer's running averages (its ``state``).
+    optimizer_state: list = field(default_factory=list)
 
     def f_pred(self, x, mask):
         """Return the most probable class of each example."""
         return self.f_pred_prob(x, mask).argmax(axis=1)
 
 
-def _build_functions(options, init_rng, dropout_seed):
+def _build_functions(options, init_rng, dropout_seed, reload=True):
     import pytensor
     import pytensor.tensor as pt
     from pytensor.tensor.random import shared_rng
@@ -448,7 +634,7 @@ def _build_functions(options, init_rng, dropout_seed):
     from lstm_tutorial.optimizers import OPTIMIZERS
 
     params = init_params(options, init_rng)
-    if options["reload_model"]:
+    if options["reload_model"] and reload:
         load_params(options["reload_model"], params)
         logger.info("reloaded model=%s", options["reload_model"])
     tparams = init_tparams(params)
@@ -461,39 +647,51 @@ def _build_functions(options, init_rng, dropout_seed):
                                     name="f_pred_prob", mode=mode)
     grads = pytensor.grad(model.cost, wrt=list(tparams.values()))
     lr = pt.scalar(name="lr", dtype=pytensor.config.floatX)
-    f_grad_shared, f_update = OPTIMIZERS[options["optimizer"]](
+    optimizer = OPTIMIZERS[options["optimizer"]](
         lr, tparams, grads, model.x, model.mask, model.y, model.cost,
         updates=model.updates, mode=mode)
+    f_grad_shared, f_update = optimizer
     compile_seconds = time.perf_counter() - compile_start
     logger.info("compile mode=%s floatX=%s seconds=%.1f", mode, pytensor.config.floatX,
                 compile_seconds)
     return CompiledModel(tparams, f_pred_prob, f_grad_shared, f_update, dropout_rng,
-                         compile_seconds)
+                         compile_seconds, list(optimizer.state))
 
 
-def _train_loop(options, functions, train, prepare, evaluate, shuffle_rng, state):
+def _epoch_batches(order, batch_size):
+    """Cut an epoch's order of reviews into minibatches, the last one smaller."""
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def _train_loop(options, functions, train, prepare, evaluate, shuffle_rng, state, stop,
+                write_checkpoint):
     from lstm_tutorial.progress import Progress
 
     lrate = np.asarray(options["lrate"], dtype=functions.tparams["U"].dtype)
+    first_update = True
     while state.epoch < options["max_epochs"] and not state.stopped_early:
-        # Shuffle the training set into minibatches.
+        # Shuffle the training set, unless a resumed epoch already has its order.
         epoch_start = time.perf_counter()
-        batches = get_minibatches_idx(len(train[0]), options["batch_size"], shuffle=True,
-                                      rng=shuffle_rng)
+        if state.epoch_order is None:
+            state.epoch_order = shuffle_rng.permutation(len(train[0]))
+            state.batch_position = 0
+        batches = _epoch_batches(state.epoch_order, options["batch_size"])
         n_samples = 0
         disp_start, disp_updates = time.perf_counter(), 0
-        with Progress(len(batches), f"epoch {state.epoch}", "updates", logger,
-                      log_interval=30.0) as progress:
-            for _, train_index in batches:
+        with Progress(len(batches) - state.batch_position, f"epoch {state.epoch}", "updates",
+                      logger, log_interval=30.0) as progress:
+            for train_index in batches[state.batch_position:]:
                 # Update.
                 x, mask, y = prepare([train[0][t] for t in train_index],
                                      [train[1][t] for t in train_index])
                 cost = float(functions.f_grad_shared(x, mask, y))
                 functions.f_update(lrate)
                 state.n_updates += 1
-                if state.n_updates == 1:
+                state.batch_position += 1
+                if first_update:
                     # NUMBA and JAX compile the graph on its first call.
                     logger.info("first_update seconds=%.1f", time.perf_counter() - epoch_start)
+                    first_update = False
                 n_samples += x.shape[1]
                 disp_updates += 1
                 progress.update()
@@ -502,8 +700,8 @@ def _train_loop(options, functions, train, prepare, evaluate, shuffle_rng, state
                 if not math.isfinite(cost):
                     raise TrainingDivergedError(
                         f"cost is {cost} at update {state.n_updates} (epoch {state.epoch}); "
-                        f"the saved model {options['saveto']!r} was left as it was. Lower "
-                        "lrate or try another optimizer"
+                        f"the saved model {options['saveto']!r} and its checkpoint were left "
+                        "as they were. Lower lrate or try another optimizer"
                     )
 
                 # Display.
@@ -513,11 +711,6 @@ def _train_loop(options, functions, train, prepare, evaluate, shuffle_rng, state
                                 state.n_updates, cost, 1000.0 * elapsed / disp_updates)
                     disp_start, disp_updates = time.perf_counter(), 0
 
-                # Save the best parameters so far.
-                if options["saveto"] and state.n_updates % options["saveFreq"] == 0:
-                    _save(options, functions, state)
-                    logger.info("saved model=%s update=%d", options["saveto"], state.n_updates)
-
                 # Validate and decide on early stopping.
                 if state.n_updates % options["validFreq"] == 0:
                     _validate(options, functions, evaluate, state)
@@ -525,9 +718,31 @@ def _train_loop(options, functions, train, prepare, evaluate, shuffle_rng, state
                         logger.info("early stop update=%d bad_counter=%d", state.n_updates,
                                     state.bad_counter)
                         break
-        state.epoch += 1
-        logger.info("epoch=%d samples=%d seconds=%.2f", state.epoch - 1, n_samples,
-                    time.perf_counter() - epoch_start)
+
+                # Save a checkpoint and the best parameters so far. NOTE: the
+                # original saved before validating; saving after it lets a
+                # checkpoint cover the whole update, validation included.
+                if options["saveto"] and state.n_updates % options["saveFreq"] == 0:
+                    write_checkpoint()
+                    _save(options, functions, state)
+                    logger.info("saved model=%s update=%d", options["saveto"], state.n_updates)
+
+                # Stop after this update on Ctrl-C or SIGTERM.
+                if stop.requested:
+                    break
+
+        # Finish the epoch when its last minibatch is done.
+        if state.batch_position == len(batches):
+            state.epoch += 1
+            state.epoch_order = None
+            state.batch_position = 0
+            logger.info("epoch=%d samples=%d seconds=%.2f", state.epoch - 1, n_samples,
+                        time.perf_counter() - epoch_start)
+        if stop.requested and not state.stopped_early:
+            state.interrupted, state.stop_signal = True, stop.signum
+            if options["saveto"] and state.checkpoint_update != state.n_updates:
+                write_checkpoint()
+            break
 
 
 def _validate(options, functions, evaluate, state):
