@@ -8,6 +8,7 @@ word ids: 0 is padding, 1 is an unknown word and real words start at 2. Each
 
 import gzip
 import io
+import itertools
 import logging
 import pickle
 from pathlib import Path
@@ -38,6 +39,12 @@ _SAFE_GLOBALS = {
     # NumPy arrays pickled by Python 3 with protocol 2 store their bytes this way.
     ("_codecs", "encode"),
 }
+
+
+# What unpickling damaged or foreign bytes can raise, besides running out of memory.
+_UNPICKLING_ERRORS = (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError,
+                      AttributeError, ImportError, IndexError, KeyError, MemoryError,
+                      UnicodeDecodeError, gzip.BadGzipFile, RecursionError)
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -90,28 +97,60 @@ def read_dataset_file(path):
             # Reading everything first turns a truncated gzip stream into one error.
             handle = io.BytesIO(raw.read())
         train = safe_pickle_load(handle)
+    except _UNPICKLING_ERRORS as error:
+        raise _unreadable_dataset(path, error) from error
+    _check_pair(train, "train", path)
+    try:
         test = safe_pickle_load(handle)
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError,
-            AttributeError, ImportError, IndexError, KeyError, MemoryError,
-            UnicodeDecodeError, gzip.BadGzipFile) as error:
-        raise DataError(
-            f"dataset file {str(path)!r} is truncated or not in the tutorial's format "
-            f"(two pickles, (train_x, train_y) then (test_x, test_y)): {error}; "
-            "rebuild it with 'python -m lstm_tutorial.preprocess' or pass the aclImdb source"
-        ) from error
+    except _UNPICKLING_ERRORS as error:
+        raise _unreadable_dataset(path, error) from error
     return _check_split(train, "train", path), _check_split(test, "test", path)
 
 
-def _check_split(split, name, path):
+def _unreadable_dataset(path, error):
+    if isinstance(error, PermissionError):
+        return DataError(f"dataset file {str(path)!r} cannot be read ({error}); check its "
+                         "permissions")
+    return DataError(
+        f"dataset file {str(path)!r} is truncated or not in the tutorial's format "
+        f"(two pickles, (train_x, train_y) then (test_x, test_y)): {error}; "
+        "rebuild it with 'python -m lstm_tutorial.preprocess' or pass the aclImdb source"
+    )
+
+
+def _check_pair(split, name, path):
     if not (isinstance(split, (tuple, list)) and len(split) == 2):
         raise DataError(
             f"dataset file {str(path)!r}: the {name} pickle must be a pair (x, y), "
             f"found {type(split).__name__}; rebuild it with 'python -m lstm_tutorial.preprocess'"
         )
+
+
+def _integer(value):
+    """Return ``value`` as an int, rejecting strings and floats with a fraction."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{value!r} is not an integer")
+    as_int = int(value)
+    if as_int != value:
+        raise ValueError(f"{value!r} is not an integer")
+    return as_int
+
+
+def _id_lists(seqs):
+    """Return ``seqs`` as lists of int, converting only when some id is not an int."""
+    seqs = list(seqs)
+    if all(type(seq) is list for seq in seqs) and \
+            set(map(type, itertools.chain.from_iterable(seqs))) <= {int}:
+        return seqs
+    return [[_integer(word) for word in seq] for seq in seqs]
+
+
+def _check_split(split, name, path):
+    _check_pair(split, name, path)
     seqs, labels = split
     try:
-        seqs = [[int(word) for word in seq] for seq in seqs]
-        labels = [int(label) for label in labels]
+        seqs = _id_lists(seqs)
+        labels = [_integer(label) for label in labels]
     except (TypeError, ValueError, OverflowError) as error:
         raise DataError(
             f"dataset file {str(path)!r}: the {name} set must hold lists of integer ids "
@@ -122,7 +161,7 @@ def _check_split(split, name, path):
             f"dataset file {str(path)!r}: the {name} set has {len(seqs)} sequences but "
             f"{len(labels)} labels; each sequence needs exactly one label"
         )
-    if any(word < 0 for seq in seqs for word in seq):
+    if min(itertools.chain.from_iterable(seqs), default=0) < 0:
         raise DataError(f"dataset file {str(path)!r}: the {name} set holds negative word ids")
     return seqs, labels
 

@@ -16,6 +16,8 @@ import numpy as np
 from lstm_tutorial.fileio import DataError, atomic_write
 
 OPTIONS_KEY = "options_json"
+# Every .npz file is a zip archive, whose first local header starts so.
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 def save_model(path, params, history_errs, options, **extra):
@@ -53,6 +55,17 @@ def open_model(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {str(path)!r} not found; check the path")
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(len(ZIP_MAGIC))
+    except OSError as error:
+        raise DataError(f"model file {str(path)!r} cannot be read ({error}); check its "
+                        "permissions") from error
+    if magic != ZIP_MAGIC:
+        raise DataError(
+            f"model file {str(path)!r} is not an .npz file (it does not start like a zip "
+            "archive); pass a model written by lstm_tutorial or the original tutorial"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             if not hasattr(archive, "files"):

@@ -455,13 +455,11 @@ def preprocess(source, output, *, name=None, workers=None, data_format=None, tok
     test_split = "given" if any(split == "test" for split in tokenized.splits) else "drawn"
     del tokenized
 
-    # Write the dataset, the dictionary and the metadata atomically.
+    # Write the dictionary, the metadata and then the dataset, each atomically.
+    # The dataset comes last because its presence marks a complete cache entry.
     dataset_path = output / f"{name}.pkl"
     dict_path = output / f"{name}.dict.pkl"
     meta_path = output / f"{name}.meta.json"
-    with atomic_write(dataset_path) as handle:
-        pickle.dump((train_x, train_y), handle, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.dump((test_x, test_y), handle, protocol=pickle.HIGHEST_PROTOCOL)
     with atomic_write(dict_path) as handle:
         pickle.dump(dictionary, handle, protocol=pickle.HIGHEST_PROTOCOL)
     label_counts = {split: dict(zip(label_names, np.bincount(y, minlength=len(label_names))
@@ -476,6 +474,9 @@ def preprocess(source, output, *, name=None, workers=None, data_format=None, tok
                 label_counts=label_counts)
     with atomic_write(meta_path, "w") as handle:
         json.dump(meta, handle, indent=2, ensure_ascii=False)
+    with atomic_write(dataset_path) as handle:
+        pickle.dump((train_x, train_y), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump((test_x, test_y), handle, protocol=pickle.HIGHEST_PROTOCOL)
 
     summary = {
         "dataset": str(dataset_path),

@@ -166,6 +166,8 @@ def validate_options(options):
         if not condition:
             raise ValueError(f"{name}={options[name]!r} is invalid: {rule}")
 
+    require(isinstance(options["seed"], (int, np.integer)) and options["seed"] >= 0, "seed",
+            "it must be an integer of 0 or more")
     for name in ("dim_proj", "batch_size", "valid_batch_size", "max_epochs"):
         require(isinstance(options[name], (int, np.integer)) and options[name] >= 1,
                 name, "it must be an integer of at least 1")
