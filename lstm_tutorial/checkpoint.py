@@ -173,9 +173,10 @@ def load_checkpoint(path):
             "run without --resume to start a new one"
         )
     try:
-        arrays = open_model(path)
+        arrays = open_model(path, kind="checkpoint",
+                            hint="delete it to start the run over without --resume")
     except DataError as error:
-        raise _invalid(path, error) from error
+        raise CheckpointError(str(error)) from error
     try:
         state = json.loads(str(arrays[STATE_KEY]))
     except KeyError:

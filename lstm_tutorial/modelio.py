@@ -9,6 +9,7 @@ string. Everything loads with ``numpy.load(path)``, without ``allow_pickle``.
 
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,12 @@ def save_model(path, params, history_errs, options, **extra):
         np.savez(handle, **arrays)
 
 
-def open_model(path):
+def open_model(path, *, kind="model file",
+               hint="pass a model written by lstm_tutorial or the original tutorial"):
     """Load every array of a model file into a dict, without pickle.
+
+    ``kind`` names the file in messages and ``hint`` says what to do instead;
+    checkpoints pass their own.
 
     Raises
     ------
@@ -54,38 +59,34 @@ def open_model(path):
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model file {str(path)!r} not found; check the path")
+        raise FileNotFoundError(f"{kind} {str(path)!r} not found; check the path")
     try:
         with open(path, "rb") as handle:
-            magic = handle.read(len(ZIP_MAGIC))
-    except OSError as error:
-        raise DataError(f"model file {str(path)!r} cannot be read ({error}); check its "
-                        "permissions") from error
-    if magic != ZIP_MAGIC:
-        raise DataError(
-            f"model file {str(path)!r} is not an .npz file (it does not start like a zip "
-            "archive); pass a model written by lstm_tutorial or the original tutorial"
-        )
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not hasattr(archive, "files"):
-                raise DataError(f"model file {str(path)!r} is a single .npy array, not an .npz model")
-            return {name: archive[name] for name in archive.files}
+            if handle.read(len(ZIP_MAGIC)) != ZIP_MAGIC:
+                raise DataError(f"{kind} {str(path)!r} is not an .npz file (it does not start "
+                                f"like a zip archive); {hint}")
+            handle.seek(0)
+            # np.load gets an open file, so the file is closed even when it fails.
+            with np.load(handle, allow_pickle=False) as archive:
+                return {name: archive[name] for name in archive.files}
     except DataError:
         raise
+    except PermissionError as error:
+        raise DataError(f"{kind} {str(path)!r} cannot be read ({error}); check its "
+                        "permissions") from error
     except ValueError as error:
         if "pickle" in str(error).lower():
             raise DataError(
-                f"model file {str(path)!r} holds arrays that need pickle to load, which can "
+                f"{kind} {str(path)!r} holds arrays that need pickle to load, which can "
                 "run code; this project never writes such files. Use a model saved by "
                 "lstm_tutorial or re-save the arrays without object dtypes"
             ) from error
-        raise DataError(f"model file {str(path)!r} is not a valid .npz file: {error}") from error
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as error:
-        raise DataError(
-            f"model file {str(path)!r} is not a valid .npz file ({error}); "
-            "pass a model written by lstm_tutorial or the original tutorial"
-        ) from error
+        raise DataError(f"{kind} {str(path)!r} is not a valid .npz file ({error}); "
+                        f"{hint}") from error
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, TypeError,
+            NotImplementedError, RuntimeError, MemoryError, OverflowError) as error:
+        raise DataError(f"{kind} {str(path)!r} is not a valid .npz file ({error}); "
+                        f"{hint}") from error
 
 
 def model_options(arrays):
