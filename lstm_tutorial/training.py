@@ -441,11 +441,13 @@ def _finish_checkpoint(options, state):
 
 
 def _write_checkpoint(options, functions, state, shuffle_rng, fingerprint):
+    params = unzip(functions.tparams)
+    _require_finite(params, options, state)
     counters = {"epoch": state.epoch, "n_updates": state.n_updates,
                 "batch_position": state.batch_position, "bad_counter": state.bad_counter}
     save_checkpoint(
         checkpoint_path(options["saveto"]),
-        params=unzip(functions.tparams),
+        params=params,
         best_p=state.best_p,
         optimizer_state=[(variable.name, variable.get_value())
                          for variable in functions.optimizer_state],
@@ -762,16 +764,20 @@ def _validate(options, functions, evaluate, state):
                 valid_err, test_err, "yes" if best else "no", state.bad_counter)
 
 
-def _save(options, functions, state, **errors):
-    from lstm_tutorial.modelio import save_model
-
-    params = state.best_p if state.best_p is not None else unzip(functions.tparams)
+def _require_finite(params, options, state):
     for name, value in params.items():
         if not np.isfinite(value).all():
             raise TrainingDivergedError(
                 f"parameter {name!r} contains NaN or infinite values at update {state.n_updates}; "
-                f"the saved model {options['saveto']!r} was left as it was. Lower lrate or try "
-                "another optimizer")
+                f"the saved model {options['saveto']!r} and its checkpoint were left as they "
+                "were. Lower lrate or try another optimizer")
+
+
+def _save(options, functions, state, **errors):
+    from lstm_tutorial.modelio import save_model
+
+    params = state.best_p if state.best_p is not None else unzip(functions.tparams)
+    _require_finite(params, options, state)
     saved_options = {name: value for name, value in options.items()}
     save_model(options["saveto"], params, state.history_errs, saved_options,
                history_updates=np.asarray(state.history_updates, dtype="int64"),
