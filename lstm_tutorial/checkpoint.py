@@ -80,6 +80,18 @@ def restore_generator(generator, state):
     return generator
 
 
+# Bit generators whose state a checkpoint may restore.
+BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
+
+
+def _check_generator_state(state):
+    """Raise unless ``state`` can be set on a bit generator of the kind it names."""
+    name = state.get("bit_generator")
+    if name not in BIT_GENERATORS:
+        raise ValueError(f"unknown bit generator {name!r}")
+    getattr(np.random, name)().state = state
+
+
 def data_fingerprint(*splits):
     """Return a SHA-256 of the reviews and labels of ``splits``, in order.
 
@@ -195,6 +207,14 @@ def load_checkpoint(path):
     for key in ("history_errs", "history_updates", "epoch_order"):
         if key not in arrays:
             raise _invalid(path, f"it has no {key!r} array")
+    for key, value in arrays.items():
+        if key != STATE_KEY and value.dtype.kind not in "biuf":
+            raise _invalid(path, f"its array {key!r} has dtype {value.dtype}, not a number type")
+    for key in ("shuffle_rng", "dropout_rng"):
+        try:
+            _check_generator_state(state[key])
+        except (TypeError, ValueError, KeyError, OverflowError, AttributeError) as error:
+            raise _invalid(path, f"its {key} is not a random generator state ({error})") from error
 
     params = {name.split("/", 1)[1]: value for name, value in arrays.items()
               if name.startswith("param/")}

@@ -11,6 +11,7 @@ import io
 import itertools
 import logging
 import pickle
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,8 @@ _SAFE_GLOBALS = {
 # What unpickling damaged or foreign bytes can raise, besides running out of memory.
 _UNPICKLING_ERRORS = (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError,
                       AttributeError, ImportError, IndexError, KeyError, MemoryError,
-                      UnicodeDecodeError, gzip.BadGzipFile, RecursionError)
+                      UnicodeDecodeError, gzip.BadGzipFile, RecursionError, OverflowError,
+                      zlib.error)
 
 
 class _SafeUnpickler(pickle.Unpickler):

@@ -68,7 +68,7 @@ def open_model(path, *, kind="model file",
             handle.seek(0)
             # np.load gets an open file, so the file is closed even when it fails.
             with np.load(handle, allow_pickle=False) as archive:
-                return {name: archive[name] for name in archive.files}
+                arrays = {name: archive[name] for name in archive.files}
     except DataError:
         raise
     except PermissionError as error:
@@ -87,6 +87,12 @@ def open_model(path, *, kind="model file",
             NotImplementedError, RuntimeError, MemoryError, OverflowError) as error:
         raise DataError(f"{kind} {str(path)!r} is not a valid .npz file ({error}); "
                         f"{hint}") from error
+    for name, value in arrays.items():
+        # NpzFile returns the raw bytes of a member that is not an .npy array.
+        if not isinstance(value, np.ndarray):
+            raise DataError(f"{kind} {str(path)!r}: its entry {name!r} is not a NumPy array; "
+                            f"{hint}")
+    return arrays
 
 
 def model_options(arrays):
@@ -118,6 +124,11 @@ def load_params(path, params):
                 f"(it holds {', '.join(sorted(arrays))}); pass a model saved by this project"
             )
         stored = arrays[name]
+        if stored.dtype.kind not in "biuf":
+            raise DataError(
+                f"parameter {name!r} in {str(path)!r} has dtype {stored.dtype}, not a number "
+                "type; pass a model saved by this project"
+            )
         if stored.shape != value.shape:
             raise DataError(
                 f"parameter {name!r} in {str(path)!r} has shape {stored.shape}, but the "
