@@ -194,14 +194,22 @@ def test_resume_needs_saveto(small_dataset):
         train_lstm(dataset=str(small_dataset), saveto="", resume=True, **RUN)
 
 
-@pytest.fixture
-def interrupted_run(small_dataset, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def interrupted_folder(small_dataset, tmp_path_factory):
     """A model folder left by a run that SIGINT stopped after update 30."""
-    saveto = tmp_path / "m.npz"
-    _signal_after_update(monkeypatch, 30, signal.SIGINT)
-    train_lstm(dataset=str(small_dataset), saveto=str(saveto), **RUN)
-    monkeypatch.undo()
-    return saveto
+    saveto = tmp_path_factory.mktemp("interrupted") / "m.npz"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _signal_after_update(monkeypatch, 30, signal.SIGINT)
+        train_lstm(dataset=str(small_dataset), saveto=str(saveto), **RUN)
+    return saveto.parent
+
+
+@pytest.fixture
+def interrupted_run(interrupted_folder, tmp_path):
+    """A copy of the interrupted run's folder; returns its model path."""
+    for path in interrupted_folder.iterdir():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    return tmp_path / "m.npz"
 
 
 def test_resume_other_options_named(small_dataset, interrupted_run):
@@ -325,6 +333,8 @@ def test_second_sigint_during_save_exits_at_once(small_dataset, tmp_path):
     process = _start(small_dataset, saveto, "--slow-update", 0.05, "--pause-checkpoint", 2,
                      "--paused", paused, "--pause-seconds", WAIT_SECONDS)
     _wait_for(checkpoint_path(saveto), process)
+    # Let a few updates pass, so the stop does not fall on update 25 itself.
+    time.sleep(0.3)
     process.send_signal(signal.SIGINT)
     _wait_for(paused, process)
     process.send_signal(signal.SIGINT)
