@@ -29,6 +29,7 @@ import json
 import logging
 import sys
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -330,7 +331,7 @@ def _scan_archive(archive):
                 if entry is not None:
                     entries.add(entry)
                     total += member.size
-    except (tarfile.TarError, EOFError, OSError) as error:
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
         if isinstance(error, FileNotFoundError):
             raise
         raise _archive_error(archive, error) from error
@@ -352,7 +353,7 @@ def _archive_examples(archive, encoding, errors, first_line):
                 text = _file_text(data, f"{archive}:{member.name}", encoding, errors, first_line)
                 name = PurePosixPath(member.name).name
                 yield Example(entry[0], entry[1], text, _review_sort_key(name), member.size)
-    except (tarfile.TarError, EOFError, OSError) as error:
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
         if isinstance(error, FileNotFoundError):
             raise
         raise _archive_error(archive, error) from error

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_tutorial.fileio import DataError
+from lstm_tutorial.fileio import DataError, atomic_write
 from lstm_tutorial.model import PARAM_NAMES
 from lstm_tutorial.modelio import OPTIONS_KEY, model_options, open_model
 
@@ -233,7 +233,9 @@ def plot_history(summary, output):
     axes.grid(True, alpha=0.3)
     axes.legend()
     output.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output)
+    # Written through a temporary file, so a failed save keeps an older plot.
+    with atomic_write(output) as handle:
+        figure.savefig(handle, format=output.suffix.lower().lstrip("."))
     return output
 
 
