@@ -42,7 +42,7 @@ _SAFE_GLOBALS = {
 }
 
 
-# What unpickling damaged or foreign bytes can raise, besides running out of memory.
+# Exceptions that unpickling damaged or foreign bytes can raise.
 _UNPICKLING_ERRORS = (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError,
                       AttributeError, ImportError, IndexError, KeyError, MemoryError,
                       UnicodeDecodeError, gzip.BadGzipFile, RecursionError, OverflowError,
@@ -164,7 +164,8 @@ def _check_split(split, name, path):
             f"{len(labels)} labels; each sequence needs exactly one label"
         )
     if min(itertools.chain.from_iterable(seqs), default=0) < 0:
-        raise DataError(f"dataset file {str(path)!r}: the {name} set holds negative word ids")
+        raise DataError(f"dataset file {str(path)!r}: the {name} set contains negative word ids; "
+                        "word ids start at 0")
     return seqs, labels
 
 

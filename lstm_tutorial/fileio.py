@@ -18,7 +18,15 @@ class DataError(ValueError):
 
 
 def _umask():
-    # os.umask can only be read by setting it, so set it back at once.
+    # Linux reports the umask in /proc; elsewhere os.umask can only read it by
+    # setting it, which another thread could observe for a moment.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -71,6 +79,8 @@ def atomic_write(path, mode="wb"):
     """
     path = Path(path)
     check_output_folder(path)
+    # NOTE: a process killed with SIGKILL here leaves its temporary file
+    # behind; nothing removes such files later.
     fd, temp_name = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent
     )

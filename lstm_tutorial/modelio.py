@@ -46,8 +46,8 @@ def open_model(path, *, kind="model file",
                hint="pass a model written by lstm_tutorial or the original tutorial"):
     """Load every array of a model file into a dict, without pickle.
 
-    ``kind`` names the file in messages and ``hint`` says what to do instead;
-    checkpoints pass their own.
+    ``kind`` names the file in messages and ``hint`` tells the user what to do
+    instead; checkpoints pass their own.
 
     Raises
     ------
@@ -77,7 +77,7 @@ def open_model(path, *, kind="model file",
     except ValueError as error:
         if "pickle" in str(error).lower():
             raise DataError(
-                f"{kind} {str(path)!r} holds arrays that need pickle to load, which can "
+                f"{kind} {str(path)!r} contains arrays that need pickle to load, which can "
                 "run code; this project never writes such files. Use a model saved by "
                 "lstm_tutorial or re-save the arrays without object dtypes"
             ) from error

@@ -312,7 +312,7 @@ def train_lstm(
     Notes
     -----
     While training runs, a checkpoint ``<saveto>.ckpt.npz`` is written every
-    ``saveFreq`` updates and when Ctrl-C or SIGTERM stops the run. It holds
+    ``saveFreq`` updates and when Ctrl-C or SIGTERM stops the run. It contains
     everything needed to continue exactly where the run stopped (parameters,
     optimizer averages, best parameters, history, counters, position in the
     epoch and random generator states). ``resume=True`` continues from it; a
@@ -490,7 +490,7 @@ def _restore_checkpoint(checkpoint, functions, shuffle_rng, state, n_train, batc
     optimizer_names = [variable.name for variable in functions.optimizer_state]
     stored_names = [name for name, _ in checkpoint.optimizer_state]
     if stored_names != optimizer_names:
-        raise CheckpointError(f"checkpoint {str(checkpoint.path)!r} holds the optimizer "
+        raise CheckpointError(f"checkpoint {str(checkpoint.path)!r} contains the optimizer "
                               f"variables {stored_names}, the optimizer has {optimizer_names}; "
                               "delete it to start the run over without --resume")
     stored = dict(checkpoint.optimizer_state)
