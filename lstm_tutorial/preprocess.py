@@ -42,7 +42,7 @@ import numpy as np
 
 from lstm_tutorial.corpus import (ARCHIVE_SUFFIXES, FORMATS, SPLITS, _split_pair,
                                   open_corpus)
-from lstm_tutorial.fileio import DataError, atomic_write
+from lstm_tutorial.fileio import DataError, atomic_write, check_output_folder
 from lstm_tutorial.progress import Progress
 from lstm_tutorial.tokenizers import (MOSES_DEFAULTS, TOKENIZERS, get_tokenizer,
                                       tokenizer_settings)
@@ -437,7 +437,13 @@ def preprocess(source, output, *, name=None, workers=None, data_format=None, tok
                          text_column=text_column, label_column=label_column)
     name = name or _default_name(corpus, [str(s) for s in sources])
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(error.errno, f"output folder {str(output)!r} cannot be created "
+                                   f"({error.strerror}); choose another --output") from error
+    # Fail before the long tokenization when the files could not be written.
+    check_output_folder(output / f"{name}.pkl")
 
     # Read and tokenize, streaming the texts through the worker pool.
     logger.info("preprocess source=%s tokenizer=%s", " ".join(map(str, sources)),

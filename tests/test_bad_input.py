@@ -323,3 +323,18 @@ def test_full_disk_during_training(tmp_path):
     assert (logs / "after.ckpt.npz").read_bytes() == (logs / "first.ckpt.npz").read_bytes()
     assert load_checkpoint(logs / "after.ckpt.npz").state["n_updates"] == 25
     assert not [name for name in (logs / "listing").read_text().split() if name.endswith(".tmp")]
+
+
+def test_preprocess_output_folder_not_creatable(tmp_path, capsys):
+    from lstm_tutorial import preprocess
+
+    corpus = tmp_path / "reviews.csv"
+    corpus.write_text("text,label\ngood film,pos\nbad film,neg\nfine,pos\npoor,neg\n")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    status = preprocess.main([str(corpus), "--output", str(blocker / "out")])
+    assert status != 0
+    error = capsys.readouterr().err
+    assert "cannot be created" in error
+    assert "choose another --output" in error
+    assert blocker.read_text() == "not a folder"
