@@ -288,7 +288,7 @@ def train_lstm(
     data_dir : str
         Folder for downloaded and cached datasets; None for the default data folder.
     resume : bool
-        Continue the interrupted run whose checkpoint is saveto + '.ckpt.npz', with the same options.
+        Continue the interrupted run whose checkpoint is saveto + '.ckpt.npz' (same options); without one, start anew.
 
     Returns
     -------
@@ -315,8 +315,8 @@ def train_lstm(
     ``saveFreq`` updates and when Ctrl-C or SIGTERM stops the run. It contains
     everything needed to continue exactly where the run stopped (parameters,
     optimizer averages, best parameters, history, counters, position in the
-    epoch and random generator states). ``resume=True`` continues from it; a
-    finished run deletes it.
+    epoch and random generator states). ``resume=True`` continues from it, or
+    starts a new run when there is none; a finished run deletes it.
     """
     options = {name: value for name, value in locals().items()}
     if options["maxlen"] == 0:
@@ -421,6 +421,12 @@ def _open_checkpoint(options):
                 f"checkpoint {str(path)!r} of an unfinished run exists; pass --resume "
                 "(resume=True) to continue that run, or delete the file to start a new one"
             )
+        return None
+    if not path.exists():
+        # A job script may always pass --resume: a run killed before its first
+        # checkpoint, or one that already finished, then simply starts anew.
+        logger.warning("resume: no checkpoint %s, so there is no unfinished run to continue; "
+                       "starting a new run", path)
         return None
     checkpoint = load_checkpoint(path)
     check_resume_options(checkpoint, options)

@@ -132,8 +132,6 @@ CASES = [
     ("output_folder_missing", {}, ["--saveto", "{tmp}/absent/m.npz"], "does not exist"),
     ("stale_checkpoint", {"m.npz.ckpt.npz": lambda p: p.write_bytes(b"unfinished")}, [],
      "of an unfinished run exists"),
-    ("resume_nothing", {}, ["--resume", "--saveto", "{tmp}/other.npz"],
-     "no interrupted run to resume"),
     ("resume_damaged", {"m.npz.ckpt.npz": lambda p: p.write_bytes(b"PK\x03\x04broken")},
      ["--resume"], "checkpoint"),
 ]

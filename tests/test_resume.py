@@ -183,10 +183,11 @@ def test_fresh_run_refuses_unfinished_checkpoint(small_dataset, tmp_path):
     assert checkpoint_path(saveto).read_bytes() == b"an unfinished run"
 
 
-def test_resume_without_checkpoint(small_dataset, tmp_path):
-    with pytest.raises(FileNotFoundError, match="no interrupted run to resume"):
-        train_lstm(dataset=str(small_dataset), saveto=str(tmp_path / "m.npz"), resume=True,
-                   **RUN)
+def test_resume_without_checkpoint_starts_anew(small_dataset, reference, tmp_path, caplog):
+    saveto = tmp_path / "m.npz"
+    train_lstm(dataset=str(small_dataset), saveto=str(saveto), resume=True, **RUN)
+    assert "no unfinished run to continue; starting a new run" in caplog.text
+    _assert_same_run(saveto, reference)
 
 
 def test_resume_needs_saveto(small_dataset):
