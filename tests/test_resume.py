@@ -1,6 +1,6 @@
 """Stopping, killing and resuming training gives the history of an uninterrupted run.
 
-Every run here trains the same tiny model (dim_proj 4, 540 updates of two
+Every run here trains the same tiny model (dim_proj 8, 540 updates of two
 reviews each) on a small synthetic dataset, so PyTensor compiles one graph
 and its on-disk cache serves every later run, in this process and in the
 subprocesses. Signals are sent from inside the update function (in process)
@@ -30,8 +30,8 @@ from lstm_tutorial.training import train_lstm
 PARAM_NAMES = ("Wemb", "lstm_W", "lstm_U", "lstm_b", "U", "b")
 # 36 training reviews in minibatches of 2: 18 updates an epoch, 540 in all.
 # Validations every 20 updates and checkpoints every 25 fall at different
-# places in an epoch; the errors start to move after about 300 updates.
-RUN = dict(dim_proj=4, n_words=10, batch_size=2, validFreq=20, saveFreq=25, max_epochs=30,
+# places in an epoch; the errors start to move after about 250 updates.
+RUN = dict(dim_proj=8, n_words=10, batch_size=2, validFreq=20, saveFreq=25, max_epochs=30,
            patience=100, valid_portion=0.25, dispFreq=500)
 FAULT_RUNNER = Path(__file__).resolve().parent / "fault_runner.py"
 WAIT_SECONDS = 300
