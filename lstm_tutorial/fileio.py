@@ -79,8 +79,8 @@ def atomic_write(path, mode="wb"):
     """
     path = Path(path)
     check_output_folder(path)
-    # NOTE: a process killed with SIGKILL here leaves its temporary file
-    # behind; nothing removes such files later.
+    # A process killed with SIGKILL leaves this temporary file behind; resuming
+    # training removes those of its model and checkpoint.
     fd, temp_name = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent
     )

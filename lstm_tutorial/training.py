@@ -6,6 +6,7 @@ import signal
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from glob import escape as glob_escape
 from pathlib import Path
 
 import numpy as np
@@ -428,12 +429,25 @@ def _open_checkpoint(options):
         logger.warning("resume: no checkpoint %s, so there is no unfinished run to continue; "
                        "starting a new run", path)
         return None
+    _remove_stale_temporary_files(options["saveto"], path)
     checkpoint = load_checkpoint(path)
     check_resume_options(checkpoint, options)
     logger.info("resume checkpoint=%s epoch=%d update=%d validations=%d", path,
                 checkpoint.state["epoch"], checkpoint.state["n_updates"],
                 len(checkpoint.history_errs))
     return checkpoint
+
+
+def _remove_stale_temporary_files(*targets):
+    """Delete temporary files that a killed run left beside the model or checkpoint.
+
+    atomic_write names them ``.<target name>.<random>.tmp``. Only one run may
+    write to a ``saveto`` at a time, so when resuming none of them is in use.
+    """
+    for target in map(Path, targets):
+        for stale in target.parent.glob(f".{glob_escape(target.name)}.*.tmp"):
+            logger.info("removed stale temporary file=%s", stale)
+            stale.unlink(missing_ok=True)
 
 
 def _finish_checkpoint(options, state):

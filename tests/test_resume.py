@@ -286,6 +286,8 @@ def test_sigkill_during_checkpoint_write(small_dataset, reference, tmp_path):
     assert load_checkpoint(checkpoint_path(saveto)).state["n_updates"] == 25
     resumed = _resume_command_line(small_dataset, saveto)
     assert resumed.returncode == 0, resumed.stderr
+    assert "removed stale temporary file" in resumed.stderr
+    assert _temporary_files(tmp_path) == []
     _assert_same_run(saveto, reference)
 
 
