@@ -10,6 +10,7 @@ in the tutorial's spelling (``--dim_proj``, ``--validFreq``) and in kebab case
 import argparse
 import inspect
 import logging
+import os
 import re
 import sys
 import warnings
@@ -74,6 +75,24 @@ def add_function_arguments(parser, function, choices=None):
                             choices=choices.get(name), metavar=type_name.upper()
                             if name not in choices else None, help=help_text)
     return parser
+
+
+def exit_status_of(main):
+    """Run a command's ``main`` and return its exit status.
+
+    When standard output is a pipe that closes early (``... | head``), the
+    rest of the output is dropped without a traceback and the status is
+    128 + SIGPIPE, as for a program the shell's pipe stopped.
+    """
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would flush stdout again at exit and fail once more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
+    return status
 
 
 def configure_logging(verbose=False):

@@ -34,6 +34,11 @@ def _umask():
 
 def check_output_folder(path):
     """Raise a clear error unless the folder that will hold ``path`` is writable."""
+    if Path(path).is_dir():
+        raise IsADirectoryError(
+            f"output path {str(path)!r} is a folder; pass a file name such as "
+            f"{str(Path(path) / 'lstm_model.npz')!r}"
+        )
     folder = Path(path).resolve().parent
     if not folder.is_dir():
         raise FileNotFoundError(

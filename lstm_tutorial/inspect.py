@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lstm_tutorial.cli import exit_status_of
 from lstm_tutorial.fileio import DataError, atomic_write
 from lstm_tutorial.model import PARAM_NAMES
 from lstm_tutorial.modelio import OPTIONS_KEY, model_options, open_model
@@ -282,4 +283,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status_of(main))

@@ -19,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lstm_tutorial.cli import configure_logging
+from lstm_tutorial.cli import configure_logging, exit_status_of
 from lstm_tutorial.fileio import DataError
 
 logger = logging.getLogger("lstm_tutorial.predict")
@@ -45,6 +45,8 @@ def build_parser():
                              "the model recorded; required for original-layout models)")
     parser.add_argument("--file", help="read texts from this file, one per line ('-' for "
                                        "standard input)")
+    parser.add_argument("--encoding", default="utf-8",
+                        help="encoding of --file or standard input (default: utf-8)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object per text (JSON lines)")
     parser.add_argument("--mode", choices=MODES,
@@ -67,16 +69,22 @@ def read_texts(args):
         path = Path(args.file)
         if not path.is_file():
             raise FileNotFoundError(f"text file {args.file!r} not found; check the path")
-        try:
-            content = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as error:
-            raise DataError(f"text file {args.file!r} is not valid UTF-8 (byte offset "
-                            f"{error.start}); convert it to UTF-8") from error
+        name, data = args.file, path.read_bytes()
     else:
         if sys.stdin.isatty():
             logger.warning("reading texts from standard input, one per line; end with Ctrl-D")
-        content = sys.stdin.read()
-    return content.splitlines()
+        name, data = "standard input", sys.stdin.buffer.read()
+    try:
+        content = data.decode(args.encoding)
+    except UnicodeDecodeError as error:
+        raise DataError(f"{name} is not valid {args.encoding} (byte offset {error.start}); "
+                        "pass its encoding with --encoding, for example --encoding latin-1"
+                        ) from error
+    except LookupError as error:
+        raise ValueError(f"--encoding {args.encoding!r} is not a known codec; use a name "
+                         "such as utf-8 or latin-1") from error
+    # A UTF-8 byte-order mark is not part of the first text.
+    return content.removeprefix("\ufeff").splitlines()
 
 
 def format_result(result):
@@ -104,6 +112,10 @@ def main(argv=None):
         model = load_model(args.model, args.dictionary, mode=args.mode,
                            use_dropout=args.use_dropout)
         results = model.classify(texts)
+    except ImportError as error:
+        print(f"error: {error}; mode {args.mode} needs an optional package, for JAX "
+              "pip install 'jax' (or the project's [jax] extra)", file=sys.stderr)
+        return EXIT_ERROR
     except (OSError, ValueError) as error:
         # DataError is a ValueError; print one line naming the file and the problem.
         print(f"error: {error}", file=sys.stderr)
@@ -114,4 +126,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status_of(main))

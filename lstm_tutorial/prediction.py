@@ -170,7 +170,7 @@ class TrainedModel:
             raise DataError(
                 f"dictionary {str(self.dictionary_path)!r} does not match model "
                 f"{str(self.path)!r}: the model was trained with another dictionary (recorded "
-                f"at {self.options.get('dictionary')!r}); pass that one with --dict"
+                f"at {self.options.get('dictionary')!r}); pass that one with --dict (dictionary= in Python)"
             )
         if not recorded:
             # NOTE: without a recorded digest (original-layout or older models) a

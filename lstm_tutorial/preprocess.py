@@ -574,18 +574,32 @@ def _tokenizer_from_args(args):
     return tokenizer_settings(args.tokenizer, **overrides)
 
 
+def _remove_empty_folder(folder):
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    output_existed = Path(args.output).exists()
     try:
         summary = preprocess(
             args.source, args.output, name=args.name, workers=args.workers,
             data_format=args.data_format, tokenizer=_tokenizer_from_args(args),
             encoding=args.encoding, errors=args.errors, text_column=args.text_column,
             label_column=args.label_column, test_portion=args.test_portion, seed=args.seed)
-    except (OSError, ValueError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError, ImportError, KeyboardInterrupt) as error:
+        if not output_existed:
+            _remove_empty_folder(Path(args.output))
+        if isinstance(error, KeyboardInterrupt):
+            print("error: interrupted; no output file was written", file=sys.stderr)
+            return 130
+        # Some errors (tarfile's) span several lines; keep the message on one.
+        print("error: " + " ".join(str(error).split()), file=sys.stderr)
+        return 1
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     return 0
 

@@ -43,6 +43,21 @@ def build_parser():
     return parser
 
 
+def _find_abort(error):
+    """Return the KeyboardInterrupt behind ``error``, or None.
+
+    A signal handler that raises while Numba-compiled code runs reaches the
+    caller as a SystemError whose cause is the handler's exception.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def main(argv=None):
     parser = build_parser()
     args = vars(parser.parse_args(argv))
@@ -56,10 +71,14 @@ def main(argv=None):
         logger.error("error: training diverged: %s", error)
         return EXIT_ERROR
     except (ValueError, OSError, DataError) as error:
-        logger.error("error: %s", error)
+        # Some errors (tarfile's) span several lines; keep the message on one.
+        logger.error("error: %s", " ".join(str(error).split()))
         return EXIT_ERROR
-    except KeyboardInterrupt as error:
-        signum = getattr(error, "signum", signal.SIGINT)
+    except (KeyboardInterrupt, SystemError) as error:
+        abort = _find_abort(error)
+        if abort is None:
+            raise
+        signum = getattr(abort, "signum", signal.SIGINT)
         logger.error("error: stopped at once by %s; every file on disk is complete, because "
                      "an interrupted write leaves the previous version", signal.Signals(signum).name)
         return 128 + signum

@@ -169,3 +169,26 @@ def test_bad_flag_value_exits_with_usage(tmp_path):
     result = run_train("--optimizer", "adam")
     assert result.returncode == 2
     assert "invalid choice: 'adam'" in result.stderr
+
+
+def test_saveto_folder_is_rejected_before_training(tiny_dataset, tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    result = run_train("--dataset", tiny_dataset, "--saveto", folder)
+    assert_clean_error(result, "is a folder")
+    assert list(folder.iterdir()) == []
+
+
+def test_aborted_numba_call_is_one_line():
+    from lstm_tutorial.interrupts import TrainingAborted
+    from lstm_tutorial.train import _find_abort
+
+    # Numba reports an exception raised by a signal handler as SystemError.
+    try:
+        try:
+            raise TrainingAborted(15)
+        except TrainingAborted as abort:
+            raise SystemError("returned a result with an exception set") from abort
+    except SystemError as error:
+        assert _find_abort(error).signum == 15
+    assert _find_abort(SystemError("unrelated")) is None

@@ -457,7 +457,8 @@ def test_preprocess_command_line_bad_encoding(tmp_path):
     (tmp_path / "rt.neg").write_bytes(b"bad\n")
     result = run_module("lstm_tutorial.preprocess", str(tmp_path / "rt.pos"),
                         str(tmp_path / "rt.neg"), "--output", str(tmp_path / "out"))
-    assert result.returncode == 2
+    assert result.returncode == 1
+    assert not (tmp_path / "out").exists()
     assert "rt.pos" in result.stderr
     assert "--encoding" in result.stderr
     assert "Traceback" not in result.stderr
@@ -467,7 +468,8 @@ def test_preprocess_command_line_one_class(tmp_path):
     (tmp_path / "only.pos").write_text("good\nnice\n", encoding="utf-8")
     result = run_module("lstm_tutorial.preprocess", str(tmp_path / "only.pos"),
                         "--output", str(tmp_path / "out"))
-    assert result.returncode == 2
+    assert result.returncode == 1
+    assert not (tmp_path / "out").exists()
     assert "at least two classes" in result.stderr
     assert "Traceback" not in result.stderr
 
