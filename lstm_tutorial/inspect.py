@@ -84,6 +84,12 @@ def summarize_model(path, valid_freq=None):
         When the file is not an ``.npz`` model.
     """
     arrays = open_model(path)
+    if "state_json" in arrays:
+        raise DataError(
+            f"{str(path)!r} is a training checkpoint, not a model; continue the run with "
+            "'python -m lstm_tutorial.train --resume' and the same --saveto, then inspect "
+            "the model it saves"
+        )
     missing = [name for name in PARAM_NAMES if name not in arrays]
     if missing or "history_errs" not in arrays:
         absent = missing + ([] if "history_errs" in arrays else ["history_errs"])
