@@ -1,0 +1,277 @@
+"""The whole masked LSTM sequence as one PyTensor Op, with its gradient Op.
+
+:func:`lstm_tutorial.model.lstm_layer` builds the tutorial's LSTM with
+``pytensor.scan``, which pays a per-step overhead of the scan loop larger than
+the step's matrix work. :class:`LSTMSequence` computes the same recurrence in
+one call, and :class:`LSTMSequenceGrad` its gradient, both with Numba kernels.
+The kernels serve the ``perform`` methods (Python-linked modes such as CVM)
+and are registered with PyTensor's Numba backend, so a ``NUMBA`` function
+that contains these Ops stays fully compiled and can be cached on disk.
+
+The recurrence is that of the scan: with ``a = h_prev U + x_t``, split into
+four blocks in :data:`lstm_tutorial.model.GATE_ORDER`,
+``i, f, o = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o)``, ``g = tanh(a_g)``,
+``c = m (f c_prev + i g) + (1 - m) c_prev`` and
+``h = m o tanh(c) + (1 - m) h_prev`` for the step's mask value ``m``.
+
+Rows whose mask is 0 at a step keep their state, so the kernels skip them:
+the matrix products of a step only cover the rows still inside their review.
+"""
+
+import numba
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.link.numba.dispatch.basic import (
+    numba_njit,
+    register_funcify_default_op_cache_key,
+)
+
+# Bumped whenever a kernel changes, so that PyTensor's on-disk Numba cache
+# does not serve an older compiled version.
+KERNEL_VERSION = 1
+
+
+@numba.njit(cache=True, fastmath=False)
+def _sigmoid(value):
+    return 1.0 / (1.0 + np.exp(-value))
+
+
+@numba.njit(cache=True)
+def lstm_forward_kernel(x_projection, mask, weight_u):
+    """Run the recurrence; return ``h``, ``c`` and the activated gates, all per step.
+
+    ``x_projection`` is ``(n_steps, n_samples, 4 dim)``, ``mask``
+    ``(n_steps, n_samples)`` and ``weight_u`` ``(dim, 4 dim)``. The gates of a
+    row that is masked out at a step are left at 0.
+    """
+    n_steps, n_samples, four_dim = x_projection.shape
+    dim = four_dim // 4
+    dtype = x_projection.dtype
+    h = np.zeros((n_steps, n_samples, dim), dtype=dtype)
+    c = np.zeros((n_steps, n_samples, dim), dtype=dtype)
+    gates = np.zeros((n_steps, n_samples, four_dim), dtype=dtype)
+    h_prev = np.zeros((n_samples, dim), dtype=dtype)
+    c_prev = np.zeros((n_samples, dim), dtype=dtype)
+    active = np.empty(n_samples, dtype=np.int64)
+    h_active = np.empty((n_samples, dim), dtype=dtype)
+    u = np.ascontiguousarray(weight_u)
+
+    for t in range(n_steps):
+        n_active = 0
+        for n in range(n_samples):
+            if mask[t, n] != 0:
+                active[n_active] = n
+                n_active += 1
+        for k in range(n_active):
+            h_active[k, :] = h_prev[active[k], :]
+        preactivation = np.dot(h_active[:n_active], u)
+
+        for k in range(n_active):
+            n = active[k]
+            m = mask[t, n]
+            for j in range(dim):
+                input_gate = _sigmoid(preactivation[k, j] + x_projection[t, n, j])
+                forget_gate = _sigmoid(preactivation[k, dim + j] + x_projection[t, n, dim + j])
+                output_gate = _sigmoid(preactivation[k, 2 * dim + j]
+                                       + x_projection[t, n, 2 * dim + j])
+                candidate = np.tanh(preactivation[k, 3 * dim + j] + x_projection[t, n, 3 * dim + j])
+                gates[t, n, j] = input_gate
+                gates[t, n, dim + j] = forget_gate
+                gates[t, n, 2 * dim + j] = output_gate
+                gates[t, n, 3 * dim + j] = candidate
+                cell = m * (forget_gate * c_prev[n, j] + input_gate * candidate) \
+                    + (1 - m) * c_prev[n, j]
+                hidden = m * output_gate * np.tanh(cell) + (1 - m) * h_prev[n, j]
+                c_prev[n, j] = cell
+                h_prev[n, j] = hidden
+        h[t] = h_prev
+        c[t] = c_prev
+    return h, c, gates
+
+
+@numba.njit(cache=True)
+def lstm_backward_kernel(mask, weight_u, h, c, gates, grad_h):
+    """Return the gradients of the cost with respect to ``x_projection`` and ``U``.
+
+    ``h``, ``c`` and ``gates`` are the outputs of :func:`lstm_forward_kernel`
+    and ``grad_h`` is the cost's gradient with respect to ``h``.
+    """
+    n_steps, n_samples, dim = h.shape
+    four_dim = 4 * dim
+    dtype = h.dtype
+    grad_x = np.zeros((n_steps, n_samples, four_dim), dtype=dtype)
+    grad_h_next = np.zeros((n_samples, dim), dtype=dtype)
+    grad_c_next = np.zeros((n_samples, dim), dtype=dtype)
+    u_transposed = np.ascontiguousarray(weight_u.T)
+    active = np.empty(n_samples, dtype=np.int64)
+    grad_pre = np.empty((n_samples, four_dim), dtype=dtype)
+
+    # Rows of (h_prev, gradient of the preactivation) over every active step,
+    # stacked so that the gradient of U is one matrix product at the end.
+    n_rows = 0
+    for t in range(n_steps):
+        for n in range(n_samples):
+            if mask[t, n] != 0:
+                n_rows += 1
+    stacked_h_prev = np.zeros((n_rows, dim), dtype=dtype)
+    stacked_grad_pre = np.zeros((n_rows, four_dim), dtype=dtype)
+    row = n_rows
+
+    for t in range(n_steps - 1, -1, -1):
+        n_active = 0
+        for n in range(n_samples):
+            if mask[t, n] != 0:
+                active[n_active] = n
+                n_active += 1
+        for n in range(n_samples):
+            for j in range(dim):
+                grad_h_next[n, j] += grad_h[t, n, j]
+
+        for k in range(n_active):
+            n = active[k]
+            m = mask[t, n]
+            row -= 1
+            for j in range(dim):
+                input_gate = gates[t, n, j]
+                forget_gate = gates[t, n, dim + j]
+                output_gate = gates[t, n, 2 * dim + j]
+                candidate = gates[t, n, 3 * dim + j]
+                c_before = c[t - 1, n, j] if t > 0 else 0.0
+                tanh_c = np.tanh(c[t, n, j])
+                grad_hidden = grad_h_next[n, j]
+                grad_output = grad_hidden * m * tanh_c
+                grad_cell = grad_c_next[n, j] + grad_hidden * m * output_gate * (1 - tanh_c * tanh_c)
+                grad_input = grad_cell * m * candidate
+                grad_candidate = grad_cell * m * input_gate
+                grad_forget = grad_cell * m * c_before
+                grad_pre[k, j] = grad_input * input_gate * (1 - input_gate)
+                grad_pre[k, dim + j] = grad_forget * forget_gate * (1 - forget_gate)
+                grad_pre[k, 2 * dim + j] = grad_output * output_gate * (1 - output_gate)
+                grad_pre[k, 3 * dim + j] = grad_candidate * (1 - candidate * candidate)
+                grad_c_next[n, j] = grad_cell * (m * forget_gate + (1 - m))
+                grad_h_next[n, j] = grad_hidden * (1 - m)
+                stacked_h_prev[row, j] = h[t - 1, n, j] if t > 0 else 0.0
+            grad_x[t, n, :] = grad_pre[k, :]
+            stacked_grad_pre[row, :] = grad_pre[k, :]
+
+        if n_active > 0:
+            grad_h_recurrent = np.dot(grad_pre[:n_active], u_transposed)
+            for k in range(n_active):
+                n = active[k]
+                for j in range(dim):
+                    grad_h_next[n, j] += grad_h_recurrent[k, j]
+
+    grad_u = np.dot(stacked_h_prev.T, stacked_grad_pre)
+    return grad_x, grad_u
+
+
+def _check_inputs(x_projection, mask, weight_u):
+    x_projection = pt.as_tensor_variable(x_projection)
+    mask = pt.as_tensor_variable(mask)
+    weight_u = pt.as_tensor_variable(weight_u)
+    if x_projection.ndim != 3 or mask.ndim != 2 or weight_u.ndim != 2:
+        raise ValueError(
+            f"LSTM inputs have {x_projection.ndim}, {mask.ndim} and {weight_u.ndim} dimensions; "
+            "expected x_projection (n_steps, n_samples, 4 dim), mask (n_steps, n_samples) "
+            "and U (dim, 4 dim)"
+        )
+    dtypes = {x_projection.dtype, mask.dtype, weight_u.dtype}
+    if len(dtypes) != 1 or x_projection.dtype not in ("float32", "float64"):
+        raise ValueError(
+            f"LSTM inputs have dtypes {x_projection.dtype}, {mask.dtype} and {weight_u.dtype}; "
+            "they must all be float32 or all float64"
+        )
+    return x_projection, mask, weight_u
+
+
+class LSTMSequence(Op):
+    """Masked LSTM over a whole sequence: ``(x_projection, mask, U) -> (h, c, gates)``.
+
+    Only ``h`` is meant for the rest of the graph; ``c`` and ``gates`` are kept
+    for :class:`LSTMSequenceGrad` and have no gradient of their own.
+    """
+
+    __props__ = ()
+
+    def make_node(self, x_projection, mask, weight_u):
+        x_projection, mask, weight_u = _check_inputs(x_projection, mask, weight_u)
+        dtype = x_projection.dtype
+        outputs = [pt.tensor3(dtype=dtype), pt.tensor3(dtype=dtype), pt.tensor3(dtype=dtype)]
+        return Apply(self, [x_projection, mask, weight_u], outputs)
+
+    def perform(self, node, inputs, output_storage):
+        results = lstm_forward_kernel(*inputs)
+        for storage, result in zip(output_storage, results):
+            storage[0] = result
+
+    def infer_shape(self, fgraph, node, input_shapes):
+        x_shape, _, u_shape = input_shapes
+        state_shape = (x_shape[0], x_shape[1], u_shape[0])
+        return [state_shape, state_shape, x_shape]
+
+    def pullback(self, inputs, outputs, output_grads):
+        from pytensor.gradient import DisconnectedType
+
+        x_projection, mask, weight_u = inputs
+        h, c, gates = outputs
+        grad_h, grad_c, grad_gates = output_grads
+        if not isinstance(grad_c.type, DisconnectedType) or \
+                not isinstance(grad_gates.type, DisconnectedType):
+            raise NotImplementedError(
+                "LSTMSequence differentiates only through its first output h; "
+                "use the cell states and gates only inside the gradient"
+            )
+        if isinstance(grad_h.type, DisconnectedType):
+            grad_h = pt.zeros_like(h)
+        grad_x, grad_u = LSTMSequenceGrad()(mask, weight_u, h, c, gates, grad_h)
+        return [grad_x, pt.zeros_like(mask), grad_u]
+
+    def connection_pattern(self, node):
+        # h depends on every input; c and gates are exposed for the gradient only.
+        return [[True, False, False], [True, False, False], [True, False, False]]
+
+
+class LSTMSequenceGrad(Op):
+    """Gradient of :class:`LSTMSequence`: ``(mask, U, h, c, gates, dh) -> (dx_projection, dU)``."""
+
+    __props__ = ()
+
+    def make_node(self, mask, weight_u, h, c, gates, grad_h):
+        variables = [pt.as_tensor_variable(v) for v in (mask, weight_u, h, c, gates, grad_h)]
+        dtype = variables[2].dtype
+        if any(v.dtype != dtype for v in variables):
+            raise ValueError("LSTMSequenceGrad inputs must share one float dtype, got "
+                             + ", ".join(v.dtype for v in variables))
+        return Apply(self, variables, [pt.tensor3(dtype=dtype), pt.matrix(dtype=dtype)])
+
+    def perform(self, node, inputs, output_storage):
+        grad_x, grad_u = lstm_backward_kernel(*inputs)
+        output_storage[0][0] = grad_x
+        output_storage[1][0] = grad_u
+
+    def infer_shape(self, fgraph, node, input_shapes):
+        _, u_shape, _, _, gates_shape, _ = input_shapes
+        return [gates_shape, u_shape]
+
+
+@register_funcify_default_op_cache_key(LSTMSequence)
+def _numba_funcify_lstm_sequence(op, node=None, **kwargs):
+    @numba_njit
+    def lstm_sequence(x_projection, mask, weight_u):
+        return lstm_forward_kernel(x_projection, mask, weight_u)
+
+    return lstm_sequence, KERNEL_VERSION
+
+
+@register_funcify_default_op_cache_key(LSTMSequenceGrad)
+def _numba_funcify_lstm_sequence_grad(op, node=None, **kwargs):
+    @numba_njit
+    def lstm_sequence_grad(mask, weight_u, h, c, gates, grad_h):
+        return lstm_backward_kernel(mask, weight_u, h, c, gates, grad_h)
+
+    return lstm_sequence_grad, KERNEL_VERSION
+
+
+lstm_sequence = LSTMSequence()
