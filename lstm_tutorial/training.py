@@ -14,6 +14,7 @@ from lstm_tutorial.fileio import DataError, check_output_folder
 logger = logging.getLogger(__name__)
 
 MODES = ("NUMBA", "CVM", "JAX")
+LSTM_IMPLS = ("auto", "fused", "scan")
 FLOAT_TYPES = ("float32", "float64")
 # JAX compiles once per input shape, so its batches are padded in time to one
 # of a few lengths: multiples of this step up to 128, then powers of two.
@@ -188,6 +189,10 @@ def validate_options(options):
     require(options["noise_std"] == 0.0, "noise_std",
             "the original accepted it but never used it; leave it at 0")
     require(options["mode"] in MODES, "mode", f"choose one of {', '.join(MODES)}")
+    require(options["lstm_impl"] in LSTM_IMPLS, "lstm_impl",
+            f"choose one of {', '.join(LSTM_IMPLS)}")
+    require(not (options["mode"] == "JAX" and options["lstm_impl"] == "fused"), "lstm_impl",
+            "the fused LSTM Op has no JAX implementation; use scan or auto with mode=JAX")
     require(options["floatX"] in FLOAT_TYPES, "floatX",
             f"choose float32 or float64 (float16 is not supported on the CPU backends)")
 
@@ -219,6 +224,7 @@ def train_lstm(
     mode="NUMBA",
     floatX="float32",
     data_dir=None,
+    lstm_impl="auto",
 ):
     """Train the LSTM sentiment classifier and save the best model.
 
@@ -274,6 +280,8 @@ def train_lstm(
         Floating-point type of parameters and computation: float32 or float64.
     data_dir : str
         Folder for downloaded and cached datasets; None for the default data folder.
+    lstm_impl : str
+        LSTM implementation: fused (one compiled Op per sequence), scan (the tutorial's loop) or auto (fused except under JAX).
 
     Returns
     -------
@@ -291,6 +299,8 @@ def train_lstm(
     if options["maxlen"] == 0:
         options["maxlen"] = None
     validate_options(options)
+    if options["lstm_impl"] == "auto":
+        options["lstm_impl"] = "scan" if options["mode"] == "JAX" else "fused"
 
     import pytensor
 
@@ -457,12 +467,14 @@ def _build_functions(options, init_rng, dropout_seed):
                                     name="f_pred_prob", mode=mode)
     grads = pytensor.grad(model.cost, wrt=list(tparams.values()))
     lr = pt.scalar(name="lr", dtype=pytensor.config.floatX)
+    # The fused optimizers apply the step inside f_grad_shared: one compiled
+    # function and one call per update instead of two.
     f_grad_shared, f_update = OPTIMIZERS[options["optimizer"]](
         lr, tparams, grads, model.x, model.mask, model.y, model.cost,
-        updates=model.updates, mode=mode)
+        updates=model.updates, mode=mode, fused=True)
     compile_seconds = time.perf_counter() - compile_start
-    logger.info("compile mode=%s floatX=%s seconds=%.1f", mode, pytensor.config.floatX,
-                compile_seconds)
+    logger.info("compile mode=%s floatX=%s lstm_impl=%s seconds=%.1f", mode,
+                pytensor.config.floatX, options["lstm_impl"], compile_seconds)
     return CompiledModel(tparams, f_pred_prob, f_grad_shared, f_update, dropout_rng,
                          compile_seconds)
 
