@@ -93,18 +93,24 @@ def load_training_set(args):
     return path, train
 
 
-def epoch_batches(train, epoch, float_type="float32"):
-    """Return the epoch's ``(x, mask, y)`` minibatches, shuffled by a seed of ``epoch``."""
+def epoch_batches(train, epoch, float_type="float32", pad=False):
+    """Return the epoch's ``(x, mask, y)`` minibatches, shuffled by a seed of ``epoch``.
+
+    With ``pad`` the batches are padded in time to the few lengths that the
+    training loop uses under JAX, which compiles once per input shape.
+    """
     import numpy as np
 
     from lstm_tutorial.data import prepare_data
-    from lstm_tutorial.training import get_minibatches_idx
+    from lstm_tutorial.training import JAX_TIME_STEP, get_minibatches_idx, pad_time
 
     rng = np.random.default_rng(1000 + epoch)
     batches = []
     for _, index in get_minibatches_idx(len(train[0]), SETTINGS["batch_size"], shuffle=True,
                                         rng=rng):
         x, mask, y = prepare_data([train[0][t] for t in index], [train[1][t] for t in index])
+        if pad:
+            x, mask = pad_time(x, mask, JAX_TIME_STEP)
         batches.append((x, mask.astype(float_type), np.asarray(y, dtype="int64")))
     return batches
 
@@ -227,20 +233,33 @@ def set_threads(count):
 
 
 def matmul_rate(count):
-    """Best GFLOP/s of a float32 (1536 x 128) @ (128 x 512) product, as in the padded epoch."""
+    """Return the best FLOP/s of a float32 (1536 x 128) @ (128 x 512) product.
+
+    The shape is that of a padded batch's input projection. NumPy's and, when
+    installed, PyTorch's products are both timed and the faster counts.
+    """
     import numpy as np
 
     set_threads(count)
     rng = np.random.default_rng(0)
     a = rng.standard_normal((1536, 128)).astype("float32")
     b = rng.standard_normal((128, 512)).astype("float32")
+    products = [lambda: a @ b]
+    try:
+        import torch
+
+        a_torch, b_torch = torch.from_numpy(a), torch.from_numpy(b)
+        products.append(lambda: a_torch @ b_torch)
+    except ImportError:
+        pass
     rates = []
-    for _ in range(7):
-        start = time.perf_counter()
-        for _ in range(50):
-            a @ b
-        rates.append(50 * 2 * a.shape[0] * a.shape[1] * b.shape[1]
-                     / (time.perf_counter() - start))
+    for product in products:
+        for _ in range(7):
+            start = time.perf_counter()
+            for _ in range(50):
+                product()
+            rates.append(50 * 2 * a.shape[0] * a.shape[1] * b.shape[1]
+                         / (time.perf_counter() - start))
     return max(rates)
 
 
@@ -261,7 +280,7 @@ def same_cost_check(args, train, n_updates=5):
     params = unzip(functions.tparams)
     torch_update = build_torch(params, "float64", use_dropout=False)
     project = project_update(functions, np.float64(1e-4))
-    batches = epoch_batches(train, 0, "float64")[:n_updates]
+    batches = epoch_batches(train, 0, "float64", pad=args.mode == "JAX")[:n_updates]
     project_costs = [project(*batch) for batch in batches]
     torch_costs = [torch_update(*batch) for batch in batches]
     difference = max(abs(a - b) for a, b in zip(project_costs, torch_costs))
@@ -302,7 +321,7 @@ def run_child(args):
     compile_start = time.time()
     _, train = load_training_set(args)
     data_s = time.time() - compile_start
-    batch = epoch_batches(train, 0)[0]
+    batch = epoch_batches(train, 0, pad=args.mode == "JAX")[0]
     build_start = time.time()
     if args.child == "project":
         functions = build_project(args)
@@ -366,7 +385,11 @@ def main(argv=None):
 
         implementations["torch"] = build_torch(unzip(functions.tparams))
     # Compile and warm up outside the timed epochs.
-    warmup = epoch_batches(train, -1)[:3]
+    pad = args.mode == "JAX"
+    # Under JAX every padded length compiles once: warm up on all of them.
+    warmup = epoch_batches(train, -1, pad=pad)
+    if not pad:
+        warmup = warmup[:3]
     for update in implementations.values():
         for batch in warmup:
             update(*batch)
@@ -378,7 +401,7 @@ def main(argv=None):
         times = {name: [] for name in implementations}
         floor = None
         for epoch in range(args.epochs):
-            batches = epoch_batches(train, epoch)
+            batches = epoch_batches(train, epoch, pad=pad)
             floor = padded_flops(batches, SETTINGS["dim_proj"]) / rate
             for name, update in implementations.items():
                 times[name].append(timed_epoch(update, batches))
