@@ -30,7 +30,7 @@ from pytensor.link.numba.dispatch.basic import (
 
 # Bumped whenever a kernel changes, so that PyTensor's on-disk Numba cache
 # does not serve an older compiled version.
-KERNEL_VERSION = 3
+KERNEL_VERSION = 4
 
 
 # exp(x) = 2**n * exp(r) with n = round(x / ln 2) and |r| <= ln(2) / 2, where
@@ -165,6 +165,7 @@ def lstm_backward_kernel(mask, weight_u, h, c, gates, grad_h):
     u_transposed = np.ascontiguousarray(weight_u.T)
     active = np.empty(n_samples, dtype=np.int64)
     grad_pre = np.empty((n_samples, four_dim), dtype=dtype)
+    zero_row = np.zeros(dim, dtype=dtype)
 
     # Rows of (h_prev, gradient of the preactivation) over every active step,
     # stacked so that the gradient of U is one matrix product at the end.
@@ -183,36 +184,40 @@ def lstm_backward_kernel(mask, weight_u, h, c, gates, grad_h):
             if mask[t, n] != 0:
                 active[n_active] = n
                 n_active += 1
-        for n in range(n_samples):
-            for j in range(dim):
-                grad_h_next[n, j] += grad_h[t, n, j]
+        grad_h_next += grad_h[t]
 
         for k in range(n_active):
             n = active[k]
             m = mask[t, n]
             row -= 1
+            # Row views keep the inner loop free of branches, so that it vectorizes.
+            gate_row = gates[t, n]
+            c_before = c[t - 1, n] if t > 0 else zero_row
+            h_before = h[t - 1, n] if t > 0 else zero_row
+            grad_row = grad_pre[k]
+            grad_h_row = grad_h_next[n]
+            grad_c_row = grad_c_next[n]
             for j in range(dim):
-                input_gate = gates[t, n, j]
-                forget_gate = gates[t, n, dim + j]
-                output_gate = gates[t, n, 2 * dim + j]
-                candidate = gates[t, n, 3 * dim + j]
-                c_before = c[t - 1, n, j] if t > 0 else 0.0
-                tanh_c = gates[t, n, 4 * dim + j]
-                grad_hidden = grad_h_next[n, j]
+                input_gate = gate_row[j]
+                forget_gate = gate_row[dim + j]
+                output_gate = gate_row[2 * dim + j]
+                candidate = gate_row[3 * dim + j]
+                tanh_c = gate_row[4 * dim + j]
+                grad_hidden = grad_h_row[j]
                 grad_output = grad_hidden * m * tanh_c
-                grad_cell = grad_c_next[n, j] + grad_hidden * m * output_gate * (1 - tanh_c * tanh_c)
+                grad_cell = grad_c_row[j] + grad_hidden * m * output_gate * (1 - tanh_c * tanh_c)
                 grad_input = grad_cell * m * candidate
                 grad_candidate = grad_cell * m * input_gate
-                grad_forget = grad_cell * m * c_before
-                grad_pre[k, j] = grad_input * input_gate * (1 - input_gate)
-                grad_pre[k, dim + j] = grad_forget * forget_gate * (1 - forget_gate)
-                grad_pre[k, 2 * dim + j] = grad_output * output_gate * (1 - output_gate)
-                grad_pre[k, 3 * dim + j] = grad_candidate * (1 - candidate * candidate)
-                grad_c_next[n, j] = grad_cell * (m * forget_gate + (1 - m))
-                grad_h_next[n, j] = grad_hidden * (1 - m)
-                stacked_h_prev[row, j] = h[t - 1, n, j] if t > 0 else 0.0
-            grad_x[t, n, :] = grad_pre[k, :]
-            stacked_grad_pre[row, :] = grad_pre[k, :]
+                grad_forget = grad_cell * m * c_before[j]
+                grad_row[j] = grad_input * input_gate * (1 - input_gate)
+                grad_row[dim + j] = grad_forget * forget_gate * (1 - forget_gate)
+                grad_row[2 * dim + j] = grad_output * output_gate * (1 - output_gate)
+                grad_row[3 * dim + j] = grad_candidate * (1 - candidate * candidate)
+                grad_c_row[j] = grad_cell * (m * forget_gate + (1 - m))
+                grad_h_row[j] = grad_hidden * (1 - m)
+            stacked_h_prev[row, :] = h_before
+            grad_x[t, n, :] = grad_row
+            stacked_grad_pre[row, :] = grad_row
 
         if n_active > 0:
             grad_h_recurrent = np.dot(grad_pre[:n_active], u_transposed)
