@@ -46,10 +46,11 @@ _EXP_LIMIT = 700.0
 def _exp_inplace(values, exponent_bits):
     """Replace each float64 of ``values`` by its exponential, clamped to |x| <= 700.
 
-    Numba calls the C library's ``exp`` once per element, which LLVM cannot
-    vectorize; this range reduction and degree-11 Taylor polynomial (relative
-    error below 1e-14) vectorize, about 20 times faster. ``exponent_bits`` is
-    int64 scratch space at least as long as ``values``.
+    Numba calls the C library's ``exp`` once per element, which LLVM does not
+    vectorize. This range reduction and degree-11 Taylor polynomial (relative
+    error below 1e-14) vectorize: 8,192 values took 3.4 us against 61 us on
+    the 2-core AMD EPYC of BENCHMARKS.md. ``exponent_bits`` is int64 scratch
+    space at least as long as ``values``.
     """
     for j in range(values.size):
         x = min(max(values[j], -_EXP_LIMIT), _EXP_LIMIT)
