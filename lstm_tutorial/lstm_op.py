@@ -273,8 +273,9 @@ def _check_inputs(x_projection, mask, weight_u):
 class LSTMSequence(Op):
     """Masked LSTM over a whole sequence: ``(x_projection, mask, U) -> (h, c, gates)``.
 
-    Only ``h`` is meant for the rest of the graph; ``c`` and ``gates`` are kept
-    for :class:`LSTMSequenceGrad` and have no gradient of their own.
+    Only ``h`` is meant for the rest of the graph. ``c`` and ``gates`` (the four
+    gates and ``tanh(c)``, ``5 dim`` wide) are kept for :class:`LSTMSequenceGrad`,
+    and a cost that depends on them raises NotImplementedError in ``pytensor.grad``.
     """
 
     __props__ = ()
@@ -311,10 +312,6 @@ class LSTMSequence(Op):
             grad_h = pt.zeros_like(h)
         grad_x, grad_u = LSTMSequenceGrad()(mask, weight_u, h, c, gates, grad_h)
         return [grad_x, pt.zeros_like(mask), grad_u]
-
-    def connection_pattern(self, node):
-        # h depends on every input; c and gates are exposed for the gradient only.
-        return [[True, False, False], [True, False, False], [True, False, False]]
 
 
 class LSTMSequenceGrad(Op):

@@ -141,3 +141,12 @@ def test_fused_optimizer_matches_two_steps(optimizer):
     np.testing.assert_allclose(fused_costs, costs, rtol=1e-12)
     for expected, actual in zip(values + state, fused_values + fused_state):
         np.testing.assert_allclose(actual, expected, rtol=1e-10, atol=1e-14)
+
+
+def test_grad_through_cell_state_raises():
+    x_projection = pt.tensor3("x_projection", dtype="float64")
+    mask = pt.matrix("mask", dtype="float64")
+    weight_u = pt.matrix("U", dtype="float64")
+    _, c, _ = LSTMSequence()(x_projection, mask, weight_u)
+    with pytest.raises(NotImplementedError, match="only through its first output h"):
+        pytensor.grad(c.sum(), weight_u)
