@@ -428,6 +428,22 @@ def _load_datasets(options, rng):
     return train, valid, test
 
 
+class LazyFunction:
+    """A compiled function that is built by ``build()`` on its first call."""
+
+    def __init__(self, build):
+        self._build = build
+        self._function = None
+
+    def __call__(self, *args):
+        if self._function is None:
+            start = time.perf_counter()
+            self._function = self._build()
+            logger.info("compile function=%s seconds=%.1f", self._function.name,
+                        time.perf_counter() - start)
+        return self._function(*args)
+
+
 @dataclass
 class CompiledModel:
     """Shared parameters and the compiled functions of one training run."""
@@ -480,8 +496,9 @@ def _build_functions(options, init_rng, dropout_seed):
 
     compile_start = time.perf_counter()
     mode = options["mode"]
-    f_pred_prob = pytensor.function([model.x, model.mask], model.pred_prob,
-                                    name="f_pred_prob", mode=mode)
+    # Compiled at the first validation, so that the first update comes sooner.
+    f_pred_prob = LazyFunction(lambda: pytensor.function(
+        [model.x, model.mask], model.pred_prob, name="f_pred_prob", mode=mode))
     grads = pytensor.grad(model.cost, wrt=list(tparams.values()))
     lr = pt.scalar(name="lr", dtype=pytensor.config.floatX)
     # The fused optimizers apply the step inside f_grad_shared: one compiled
