@@ -18,6 +18,9 @@ Rows whose mask is 0 at a step keep their state, so the kernels skip them:
 the matrix products of a step only cover the rows still inside their review.
 """
 
+import hashlib
+from pathlib import Path
+
 import numba
 import numpy as np
 import pytensor.tensor as pt
@@ -28,9 +31,9 @@ from pytensor.link.numba.dispatch.basic import (
     register_funcify_default_op_cache_key,
 )
 
-# Bumped whenever a kernel changes, so that PyTensor's on-disk Numba cache
-# does not serve an older compiled version.
-KERNEL_VERSION = 5
+# Part of the key of PyTensor's on-disk Numba cache: a hash of this file, so
+# that a changed kernel is never served from an older compiled version.
+KERNEL_VERSION = int(hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12], 16)
 
 
 # exp(x) = 2**n * exp(r) with n = round(x / ln 2) and |r| <= ln(2) / 2, where
