@@ -62,6 +62,9 @@ def parse_args(argv=None):
                         help="PyTensor compile mode of the project (default NUMBA)")
     parser.add_argument("--lstm-impl", default="auto", choices=("auto", "fused", "scan"),
                         help="the project's LSTM implementation (default auto)")
+    parser.add_argument("--torch-packed", action="store_true",
+                        help="run PyTorch's LSTM on packed sequences instead of the padded "
+                        "batch (slower on this CPU)")
     parser.add_argument("--no-torch", action="store_true",
                         help="time the project only (for example on a GPU machine)")
     parser.add_argument("--skip-start", action="store_true",
@@ -156,8 +159,13 @@ def project_update(functions, lrate):
 # ---------------------------------------------------------------------------
 # The PyTorch twin.
 
-def build_torch(params, float_type="float32", use_dropout=True, seed=11):
+def build_torch(params, float_type="float32", use_dropout=True, seed=11, packed=False):
     """Return ``update(x, mask, y) -> cost`` of the same model in PyTorch.
+
+    With ``packed`` the LSTM runs on packed sequences and skips padded steps;
+    without, it runs over the padded batch in one fused call and masks the
+    mean. Both give the same cost and gradients because prepare_data pads
+    only after each review's last token.
 
     ``params`` are the project's parameters by name; they are copied. The
     tutorial's gates are ordered input, forget, output, candidate and
@@ -189,13 +197,21 @@ def build_torch(params, float_type="float32", use_dropout=True, seed=11):
 
     def update(x, mask, y):
         x = torch.from_numpy(x)
-        lengths = torch.from_numpy(mask.sum(axis=0).astype("int64"))
         emb = torch.nn.functional.embedding(x, embedding)
-        packed = torch.nn.utils.rnn.pack_padded_sequence(emb, lengths, enforce_sorted=False)
-        output, _ = lstm(packed)
-        # Padded steps come back as zeros: their sum over time is the masked sum.
-        h, _ = torch.nn.utils.rnn.pad_packed_sequence(output)
-        pooled = h.sum(dim=0) / lengths[:, None].to(dtype)
+        if packed:
+            lengths = torch.from_numpy(mask.sum(axis=0).astype("int64"))
+            sequences = torch.nn.utils.rnn.pack_padded_sequence(emb, lengths,
+                                                                enforce_sorted=False)
+            output, _ = lstm(sequences)
+            # Padded steps come back as zeros: their sum over time is the masked sum.
+            h, _ = torch.nn.utils.rnn.pad_packed_sequence(output)
+            pooled = h.sum(dim=0) / lengths[:, None].to(dtype)
+        else:
+            # Padding only follows a review's last token, so the states computed
+            # over it never reach a real step, and the masked mean drops them.
+            torch_mask = torch.from_numpy(mask).to(dtype)
+            h, _ = lstm(emb)
+            pooled = (h * torch_mask[:, :, None]).sum(dim=0) / torch_mask.sum(dim=0)[:, None]
         if use_dropout:
             keep = torch.bernoulli(torch.full_like(pooled, 0.5), generator=generator)
             pooled = pooled * keep
@@ -278,7 +294,7 @@ def same_cost_check(args, train, n_updates=5):
 
     functions = build_project(args, "float64", use_dropout=False)
     params = unzip(functions.tparams)
-    torch_update = build_torch(params, "float64", use_dropout=False)
+    torch_update = build_torch(params, "float64", use_dropout=False, packed=args.torch_packed)
     project = project_update(functions, np.float64(1e-4))
     batches = epoch_batches(train, 0, "float64", pad=args.mode == "JAX")[:n_updates]
     project_costs = [project(*batch) for batch in batches]
@@ -301,6 +317,8 @@ def start_child(args, implementation, compiledir, numba_cache):
     env["NUMBA_CACHE_DIR"] = str(numba_cache)
     command = [sys.executable, str(Path(__file__).resolve()), "--child", implementation,
                "--mode", args.mode, "--lstm-impl", args.lstm_impl]
+    if args.torch_packed:
+        command.append("--torch-packed")
     if args.dataset:
         command += ["--dataset", str(args.dataset)]
     if args.data_dir:
@@ -333,7 +351,7 @@ def run_child(args):
 
         params = init_params(dict(n_words=SETTINGS["n_words"], dim_proj=SETTINGS["dim_proj"],
                                   ydim=2), np.random.default_rng(7))
-        update = build_torch(params)
+        update = build_torch(params, packed=args.torch_packed)
         torch.manual_seed(0)
     update(*batch)
     done = time.time()
@@ -383,7 +401,8 @@ def main(argv=None):
     if not args.no_torch:
         from lstm_tutorial.training import unzip
 
-        implementations["torch"] = build_torch(unzip(functions.tparams))
+        implementations["torch"] = build_torch(unzip(functions.tparams),
+                                               packed=args.torch_packed)
     # Compile and warm up outside the timed epochs.
     pad = args.mode == "JAX"
     # Under JAX every padded length compiles once: warm up on all of them.
