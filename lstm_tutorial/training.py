@@ -281,7 +281,8 @@ def train_lstm(
     data_dir : str
         Folder for downloaded and cached datasets; None for the default data folder.
     lstm_impl : str
-        LSTM implementation: fused (one compiled Op per sequence), scan (the tutorial's loop) or auto (fused except under JAX).
+        LSTM implementation: fused (one compiled Op per sequence), scan (the
+        tutorial's loop) or auto (fused, except scan when mode is JAX).
 
     Returns
     -------
