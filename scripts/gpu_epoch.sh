@@ -5,6 +5,9 @@
 # the preprocessed reviews (the benchmark preprocesses the archive once when the
 # cache is empty). Extra arguments go to scripts/benchmark.py, for example
 # --dataset PATH. Prints the GPU model, JAX's devices and the epoch table.
+# NOTE: with pytensor 3.0.7 and jax 0.10.2 the JAX mode failed on the CPU while tracing
+# the training graph ("Shapes must be 1D sequences of concrete values"), so this script
+# has never completed; it needs that fixed first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
