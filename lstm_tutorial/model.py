@@ -135,6 +135,26 @@ def lstm_layer(tparams, state_below, options, prefix="lstm", mask=None):
     return h
 
 
+def lstm_layer_fused(tparams, state_below, options, prefix="lstm", mask=None):
+    """Run the LSTM with the one-Op kernel; same arguments and result as :func:`lstm_layer`.
+
+    The recurrence is the scan's, computed by
+    :class:`lstm_tutorial.lstm_op.LSTMSequence`, whose gradient Op skips padded
+    steps. Only the Numba and Python backends run it; the JAX backend needs
+    :func:`lstm_layer`.
+    """
+    from lstm_tutorial.lstm_op import lstm_sequence
+
+    if mask is None:
+        mask = pt.ones(state_below.shape[:2], dtype=pytensor.config.floatX)
+    input_projection = pt.dot(state_below, tparams[_p(prefix, "W")]) + tparams[_p(prefix, "b")]
+    h, _, _ = lstm_sequence(input_projection, mask, tparams[_p(prefix, "U")])
+    return h
+
+
+LSTM_LAYERS = {"scan": lstm_layer, "fused": lstm_layer_fused}
+
+
 def dropout_layer(state_before, use_noise, rng=None):
     """Apply the tutorial's dropout with probability 0.5 and no rescaling.
 
@@ -163,7 +183,8 @@ def dropout_layer(state_before, use_noise, rng=None):
 def _classifier(tparams, options, x, mask, use_noise, rng):
     n_steps, n_samples = x.shape[0], x.shape[1]
     embedding = tparams["Wemb"][x.flatten()].reshape((n_steps, n_samples, options["dim_proj"]))
-    h = lstm_layer(tparams, embedding, options, prefix="lstm", mask=mask)
+    layer = LSTM_LAYERS[options.get("lstm_impl", "scan")]
+    h = layer(tparams, embedding, options, prefix="lstm", mask=mask)
 
     # Mean of h over the real steps of each example.
     pooled = (h * mask[:, :, None]).sum(axis=0) / mask.sum(axis=0)[:, None]
@@ -200,7 +221,9 @@ def build_model(tparams, options, rng=None):
     ----------
     tparams : OrderedDict of shared variables
     options : dict
-        Needs ``dim_proj``, ``use_dropout`` and ``decay_c``.
+        Needs ``dim_proj``, ``use_dropout`` and ``decay_c``. ``lstm_impl``
+        picks the LSTM: ``"scan"`` (:func:`lstm_layer`, the default) or
+        ``"fused"`` (:func:`lstm_layer_fused`).
     rng : RandomGeneratorSharedVariable, optional
         Source of the dropout masks; a new one seeded from ``options["seed"]``
         when None.

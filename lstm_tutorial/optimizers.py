@@ -9,6 +9,11 @@ Every optimizer returns ``(f_grad_shared, f_update)``:
 The returned pair also has a ``state`` attribute: the shared variables that
 hold the optimizer's running averages, so that a checkpoint can save and
 restore them.
+
+Adadelta and rmsprop also take ``fused=True``: then ``f_grad_shared`` computes
+the gradients and applies the step in one compiled function, and ``f_update``
+is a no-op kept so that the calling loop stays the same. The parameters and
+the state after each pair of calls are those of the two-function form.
 """
 
 import numpy as np
@@ -43,12 +48,21 @@ def _const(value):
     return np.asarray(value, dtype=pytensor.config.floatX)
 
 
+class NoUpdate:
+    """Stand-in ``f_update`` of a fused optimizer: the step already happened."""
+
+    name = "no_update"
+
+    def __call__(self, *args):
+        return []
+
+
 def _compile_grad_shared(inputs, cost, stores, updates, mode):
     all_updates = list(stores) + list((updates or {}).items())
     return pytensor.function(inputs, cost, updates=all_updates, name="f_grad_shared", mode=mode)
 
 
-def sgd(lr, tparams, grads, x, mask, y, cost, *, updates=None, mode=None):
+def sgd(lr, tparams, grads, x, mask, y, cost, *, updates=None, mode=None, fused=False):
     """Plain stochastic gradient descent: ``p -= lr * g``.
 
     Parameters
@@ -65,6 +79,9 @@ def sgd(lr, tparams, grads, x, mask, y, cost, *, updates=None, mode=None):
         Extra updates for ``f_grad_shared`` (the dropout generator's).
     mode : str or Mode, optional
         PyTensor compile mode.
+    fused : bool
+        Accepted for a uniform signature and ignored: the step needs ``lr``,
+        an input of ``f_update``, so sgd always compiles two functions.
     """
     gshared = [_zeros_like(p, "grad") for p in tparams.values()]
     f_grad_shared = _compile_grad_shared([x, mask, y], cost, zip(gshared, grads), updates, mode)
@@ -73,15 +90,28 @@ def sgd(lr, tparams, grads, x, mask, y, cost, *, updates=None, mode=None):
     return OptimizerFunctions(f_grad_shared, f_update, [])
 
 
-def adadelta(lr, tparams, grads, x, mask, y, cost, *, updates=None, mode=None):
+def adadelta(lr, tparams, grads, x, mask, y, cost, *, updates=None, mode=None, fused=False):
     """Adadelta (Zeiler, 2012, arXiv:1212.5701) with rho 0.95 and epsilon 1e-6.
 
     ``Eg2 = .95 Eg2 + .05 g**2``, ``d = -sqrt(Ed2 + 1e-6) / sqrt(Eg2 + 1e-6) * g``,
-    ``Ed2 = .95 Ed2 + .05 d**2``, ``p += d``. ``lr`` is ignored. The other
-    arguments are those of :func:`sgd`.
+    ``Ed2 = .95 Ed2 + .05 d**2``, ``p += d``. ``lr`` is ignored. With
+    ``fused=True`` ``f_grad_shared`` applies the step itself and ``f_update``
+    does nothing. The other arguments are those of :func:`sgd`.
     """
     rho, one_minus_rho, epsilon = _const(ADADELTA_RHO), _const(1 - ADADELTA_RHO), _const(ADADELTA_EPSILON)
     params = list(tparams.values())
+    if fused:
+        running_up2 = [_zeros_like(p, "rup2") for p in params]
+        running_grads2 = [_zeros_like(p, "rgrad2") for p in params]
+        all_updates = []
+        for p, g, ru2, rg2 in zip(params, grads, running_up2, running_grads2):
+            new_rg2 = rho * rg2 + one_minus_rho * (g ** 2)
+            step = -pt.sqrt(ru2 + epsilon) / pt.sqrt(new_rg2 + epsilon) * g
+            all_updates += [(rg2, new_rg2), (ru2, rho * ru2 + one_minus_rho * (step ** 2)),
+                            (p, p + step)]
+        f_grad_shared = _compile_grad_shared([x, mask, y], cost, all_updates, updates, mode)
+        return OptimizerFunctions(f_grad_shared, NoUpdate(), running_up2 + running_grads2)
+
     zipped_grads = [_zeros_like(p, "grad") for p in params]
     running_up2 = [_zeros_like(p, "rup2") for p in params]
     running_grads2 = [_zeros_like(p, "rgrad2") for p in params]
@@ -100,15 +130,32 @@ def adadelta(lr, tparams, grads, x, mask, y, cost, *, updates=None, mode=None):
     return OptimizerFunctions(f_grad_shared, f_update, running_up2 + running_grads2)
 
 
-def rmsprop(lr, tparams, grads, x, mask, y, cost, *, updates=None, mode=None):
+def rmsprop(lr, tparams, grads, x, mask, y, cost, *, updates=None, mode=None, fused=False):
     """RMSprop in the form of Graves (2013, arXiv:1308.0850) with a fixed step 1e-4.
 
     ``Eg = .95 Eg + .05 g``, ``Eg2 = .95 Eg2 + .05 g**2``,
     ``v = .9 v - 1e-4 * g / sqrt(Eg2 - Eg**2 + 1e-4)``, ``p += v``. ``lr`` is
-    ignored. The other arguments are those of :func:`sgd`.
+    ignored. With ``fused=True`` ``f_grad_shared`` applies the step itself and
+    ``f_update`` does nothing. The other arguments are those of :func:`sgd`.
     """
     rho, one_minus_rho = _const(RMSPROP_RHO), _const(1 - RMSPROP_RHO)
     params = list(tparams.values())
+    if fused:
+        running_grads = [_zeros_like(p, "rgrad") for p in params]
+        running_grads2 = [_zeros_like(p, "rgrad2") for p in params]
+        velocities = [_zeros_like(p, "updir") for p in params]
+        all_updates = []
+        for p, g, rg, rg2, v in zip(params, grads, running_grads, running_grads2, velocities):
+            new_rg = rho * rg + one_minus_rho * g
+            new_rg2 = rho * rg2 + one_minus_rho * (g ** 2)
+            new_v = (_const(RMSPROP_MOMENTUM) * v
+                     - _const(RMSPROP_STEP) * g / pt.sqrt(new_rg2 - new_rg ** 2
+                                                         + _const(RMSPROP_EPSILON)))
+            all_updates += [(rg, new_rg), (rg2, new_rg2), (v, new_v), (p, p + new_v)]
+        f_grad_shared = _compile_grad_shared([x, mask, y], cost, all_updates, updates, mode)
+        return OptimizerFunctions(f_grad_shared, NoUpdate(),
+                                  running_grads + running_grads2 + velocities)
+
     zipped_grads = [_zeros_like(p, "grad") for p in params]
     running_grads = [_zeros_like(p, "rgrad") for p in params]
     running_grads2 = [_zeros_like(p, "rgrad2") for p in params]

@@ -35,14 +35,13 @@ from lstm_tutorial.vocabulary import (
 
 logger = logging.getLogger(__name__)
 
-MODES = ("NUMBA", "CVM", "JAX", "FAST_COMPILE")
+# JAX is not offered: PyTensor 3.0's JAX scan needs a constant number of steps.
+MODES = ("NUMBA", "CVM", "FAST_COMPILE")
 # Texts per batch, and padded cells (longest text x texts) per batch: texts are
 # sorted by length and cut into batches that respect both limits, so a few
 # long reviews do not pad thousands of short ones.
 BATCH_SIZE = 64
 MAX_BATCH_TOKENS = 64 * 512
-# JAX compiles once per input shape; pad time to multiples of this (see training).
-JAX_TIME_STEP = 32
 
 NOTE_EMPTY = ("empty text: predicted as if it were a single unknown word, because the mean "
               "over zero words is undefined")
@@ -295,13 +294,6 @@ class TrainedModel:
 
     def _prepare(self, sequences):
         n_steps = max(len(sequence) for sequence in sequences)
-        if self.mode == "JAX":
-            # JAX compiles once per input shape: pad time to a multiple of
-            # JAX_TIME_STEP and fill the batch with one-word texts whose
-            # results the caller drops.
-            # NOTE: this path is not covered by the test suite, which runs NUMBA.
-            n_steps = -(-n_steps // JAX_TIME_STEP) * JAX_TIME_STEP
-            sequences = list(sequences) + [[UNKNOWN_ID]] * (BATCH_SIZE - len(sequences))
         x = np.zeros((n_steps, len(sequences)), dtype="int64")
         mask = np.zeros((n_steps, len(sequences)), dtype=self.floatX)
         for column, sequence in enumerate(sequences):
@@ -322,7 +314,7 @@ def load_model(path, dictionary=None, *, mode=None, use_dropout=None):
         model recorded (``options["dictionary"]``, else the one beside
         ``options["dataset_file"]``); required for original-layout models.
     mode : str, optional
-        PyTensor compile mode: NUMBA, CVM, JAX or FAST_COMPILE; the model's
+        PyTensor compile mode: NUMBA, CVM or FAST_COMPILE; the model's
         training mode by default (NUMBA when unrecorded).
     use_dropout : bool, optional
         Whether the model was trained with dropout (evaluation then halves the

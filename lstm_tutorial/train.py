@@ -27,7 +27,7 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 
 def build_parser():
     from lstm_tutorial.optimizers import OPTIMIZERS
-    from lstm_tutorial.training import FLOAT_TYPES, MODES, train_lstm
+    from lstm_tutorial.training import FLOAT_TYPES, LSTM_IMPLS, MODES, train_lstm
 
     parser = argparse.ArgumentParser(
         prog="python -m lstm_tutorial.train",
@@ -37,7 +37,7 @@ def build_parser():
     )
     add_function_arguments(parser, train_lstm, choices={
         "optimizer": sorted(OPTIMIZERS), "mode": list(MODES), "floatX": list(FLOAT_TYPES),
-        "encoder": ["lstm"],
+        "encoder": ["lstm"], "lstm_impl": list(LSTM_IMPLS),
     })
     parser.add_argument("--verbose", action="store_true", help="log debug messages too")
     return parser
