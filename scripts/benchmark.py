@@ -58,10 +58,10 @@ def parse_args(argv=None):
                         help="timed epochs per implementation and thread count (default 5)")
     parser.add_argument("--threads", default="1,2",
                         help="comma-separated BLAS/OpenMP thread counts (default 1,2)")
-    parser.add_argument("--mode", default="NUMBA", choices=("NUMBA", "CVM", "JAX"),
+    parser.add_argument("--mode", default="NUMBA", choices=("NUMBA", "CVM"),
                         help="PyTensor compile mode of the project (default NUMBA)")
-    parser.add_argument("--lstm-impl", default="auto", choices=("auto", "fused", "scan"),
-                        help="the project's LSTM implementation (default auto)")
+    parser.add_argument("--lstm-impl", default="fused", choices=("fused", "scan"),
+                        help="the project's LSTM implementation (default fused)")
     parser.add_argument("--torch-packed", action="store_true",
                         help="run PyTorch's LSTM on packed sequences instead of the padded "
                         "batch (slower on this CPU)")
@@ -96,24 +96,18 @@ def load_training_set(args):
     return path, train
 
 
-def epoch_batches(train, epoch, float_type="float32", pad=False):
-    """Return the epoch's ``(x, mask, y)`` minibatches, shuffled by a seed of ``epoch``.
-
-    With ``pad`` the batches are padded in time to the few lengths that the
-    training loop uses under JAX, which compiles once per input shape.
-    """
+def epoch_batches(train, epoch, float_type="float32"):
+    """Return the epoch's ``(x, mask, y)`` minibatches, shuffled by a seed of ``epoch``."""
     import numpy as np
 
     from lstm_tutorial.data import prepare_data
-    from lstm_tutorial.training import JAX_TIME_STEP, get_minibatches_idx, pad_time
+    from lstm_tutorial.training import get_minibatches_idx
 
     rng = np.random.default_rng(1000 + epoch)
     batches = []
     for _, index in get_minibatches_idx(len(train[0]), SETTINGS["batch_size"], shuffle=True,
                                         rng=rng):
         x, mask, y = prepare_data([train[0][t] for t in index], [train[1][t] for t in index])
-        if pad:
-            x, mask = pad_time(x, mask, JAX_TIME_STEP)
         batches.append((x, mask.astype(float_type), np.asarray(y, dtype="int64")))
     return batches
 
@@ -141,8 +135,6 @@ def build_project(args, float_type="float32", use_dropout=True, ydim=2):
                    use_dropout=use_dropout, decay_c=0.0, reload_model=None,
                    optimizer="adadelta", mode=args.mode, seed=SETTINGS["seed"],
                    lstm_impl=args.lstm_impl)
-    if options["lstm_impl"] == "auto":
-        options["lstm_impl"] = "scan" if args.mode == "JAX" else "fused"
     with pytensor.config.change_flags(floatX=float_type):
         functions = _build_functions(options, np.random.default_rng(7), 11)
     return functions
@@ -296,7 +288,7 @@ def same_cost_check(args, train, n_updates=5):
     params = unzip(functions.tparams)
     torch_update = build_torch(params, "float64", use_dropout=False, packed=args.torch_packed)
     project = project_update(functions, np.float64(1e-4))
-    batches = epoch_batches(train, 0, "float64", pad=args.mode == "JAX")[:n_updates]
+    batches = epoch_batches(train, 0, "float64")[:n_updates]
     project_costs = [project(*batch) for batch in batches]
     torch_costs = [torch_update(*batch) for batch in batches]
     difference = max(abs(a - b) for a, b in zip(project_costs, torch_costs))
@@ -339,7 +331,7 @@ def run_child(args):
     compile_start = time.time()
     _, train = load_training_set(args)
     data_s = time.time() - compile_start
-    batch = epoch_batches(train, 0, pad=args.mode == "JAX")[0]
+    batch = epoch_batches(train, 0)[0]
     build_start = time.time()
     if args.child == "project":
         functions = build_project(args)
@@ -404,11 +396,7 @@ def main(argv=None):
         implementations["torch"] = build_torch(unzip(functions.tparams),
                                                packed=args.torch_packed)
     # Compile and warm up outside the timed epochs.
-    pad = args.mode == "JAX"
-    # Under JAX every padded length compiles once: warm up on all of them.
-    warmup = epoch_batches(train, -1, pad=pad)
-    if not pad:
-        warmup = warmup[:3]
+    warmup = epoch_batches(train, -1)[:3]
     for update in implementations.values():
         for batch in warmup:
             update(*batch)
@@ -420,7 +408,7 @@ def main(argv=None):
         times = {name: [] for name in implementations}
         floor = None
         for epoch in range(args.epochs):
-            batches = epoch_batches(train, epoch, pad=pad)
+            batches = epoch_batches(train, epoch)
             floor = padded_flops(batches, SETTINGS["dim_proj"]) / rate
             for name, update in implementations.items():
                 times[name].append(timed_epoch(update, batches))
