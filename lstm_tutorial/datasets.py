@@ -167,28 +167,28 @@ def preprocessed_dataset(folder):
 
 def dataset_labels(dataset_path):
     """Return the label names saved beside a dataset (index = label id), or None."""
-    dataset_path = Path(dataset_path)
-    name = dataset_path.name
-    for suffix in (".pkl.gz", ".pkl", ".pickle"):
-        if name.endswith(suffix):
-            meta = dataset_path.with_name(name[: -len(suffix)] + ".meta.json")
-            if meta.is_file():
-                try:
-                    labels = json.loads(meta.read_text(encoding="utf-8")).get("labels")
-                except (ValueError, AttributeError) as error:
-                    logger.warning("meta=%s unreadable (%s); labels are shown as ids",
-                                   meta, error)
-                    return None
-                return [str(label) for label in labels] if isinstance(labels, list) else None
-    return None
+    meta = _sibling_file(dataset_path, ".meta.json")
+    if meta is None:
+        return None
+    try:
+        labels = json.loads(meta.read_text(encoding="utf-8")).get("labels")
+    except (ValueError, AttributeError) as error:
+        logger.warning("meta=%s unreadable (%s); labels are shown as ids", meta, error)
+        return None
+    return [str(label) for label in labels] if isinstance(labels, list) else None
 
 
 def dictionary_path(dataset_path):
     """Return the dictionary file that belongs to a dataset file, if it exists."""
+    return _sibling_file(dataset_path, ".dict.pkl")
+
+
+def _sibling_file(dataset_path, suffix):
+    """Return ``<stem><suffix>`` beside a ``<stem>.pkl`` dataset file if it exists, else None."""
     dataset_path = Path(dataset_path)
     name = dataset_path.name
-    for suffix in (".pkl.gz", ".pkl", ".pickle"):
-        if name.endswith(suffix):
-            candidate = dataset_path.with_name(name[: -len(suffix)] + ".dict.pkl")
+    for dataset_suffix in (".pkl.gz", ".pkl", ".pickle"):
+        if name.endswith(dataset_suffix):
+            candidate = dataset_path.with_name(name[: -len(dataset_suffix)] + suffix)
             return candidate if candidate.is_file() else None
     return None
