@@ -297,8 +297,8 @@ def _safe_member_path(name, archive):
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts:
         raise DataError(
-            f"archive {str(archive)!r} holds the entry {name!r}, which points outside "
-            "its folder; refusing to read it. Use an unmodified copy of the archive"
+            f"archive {str(archive)!r} contains the entry {name!r}, which points outside "
+            "its folder, so it was rejected. Use an unmodified copy of the archive"
         )
     return path
 

@@ -1,6 +1,6 @@
 """Load a dataset in the tutorial's pickle format and turn batches into arrays.
 
-A dataset file holds two consecutive pickles, ``(train_x, train_y)`` then
+A dataset file contains two consecutive pickles, ``(train_x, train_y)`` then
 ``(test_x, test_y)``. Each ``x`` is a list of reviews, each review a list of
 word ids: 0 is padding, 1 is an unknown word and real words start at 2. Each
 ``y`` is a list of integer labels.

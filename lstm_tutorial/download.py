@@ -19,7 +19,7 @@ TIMEOUT_SECONDS = 30
 
 
 class DownloadError(OSError):
-    """A download failed; the message says how to use a local copy instead."""
+    """A failed download. The message explains how to use a local copy instead."""
 
 
 def download(url, destination, *, sha256=None, timeout=TIMEOUT_SECONDS):

@@ -1,6 +1,6 @@
 """Save and load models as plain ``.npz`` files with the options as JSON.
 
-A model file holds one array per parameter (``Wemb``, ``lstm_W``, ``lstm_U``,
+A model file contains one array per parameter (``Wemb``, ``lstm_W``, ``lstm_U``,
 ``lstm_b``, ``U``, ``b``), ``history_errs`` (one row ``[valid_err, test_err]``
 per validation), after training ``train_err``, ``valid_err`` and
 ``test_err``, and ``options_json``: the resolved training options as a JSON
@@ -46,8 +46,8 @@ def open_model(path, *, kind="model file",
                hint="pass a model written by lstm_tutorial or the original tutorial"):
     """Load every array of a model file into a dict, without pickle.
 
-    ``kind`` names the file in messages and ``hint`` tells the user what to do
-    instead; checkpoints pass their own.
+    ``kind`` names the file in messages and ``hint`` is the advice that
+    follows an error. Checkpoints pass their own.
 
     Raises
     ------

@@ -264,7 +264,8 @@ def test_aclimdb_tree_keeps_tutorial_order(tmp_path):
     # pos before neg, file 2 before file 10, first line only, unsup skipped.
     assert decode_ids(train_x[0], dictionary) == ["pos", "review", "2"]
     assert "ignored" not in dictionary
-    assert "unsup" not in dictionary and "label" not in dictionary
+    assert "unsup" not in dictionary
+    assert "label" not in dictionary
 
 
 # ---------------------------------------------------------------- labels
@@ -310,7 +311,8 @@ def test_latin1_file_with_encoding_option(tmp_path):
     assert "avis.pos" in message
     # "très" is at bytes 8-11; the latin-1 "è" is byte 10.
     assert "byte offset 10" in message
-    assert "--encoding" in message and "--errors replace" in message
+    assert "--encoding" in message
+    assert "--errors replace" in message
 
     preprocess(sources, tmp_path / "out", workers=1, encoding="latin-1",
                tokenizer="whitespace")

@@ -177,7 +177,8 @@ def test_dropout_seed_repeats():
 def test_init_params_shapes_and_orthogonal_blocks():
     params = init_params(options(dim_proj=4), np.random.default_rng(0))
     assert params["Wemb"].shape == (N_WORDS, 4)
-    assert 0.0 <= params["Wemb"].min() and params["Wemb"].max() < 0.01
+    assert params["Wemb"].min() >= 0.0
+    assert params["Wemb"].max() < 0.01
     assert params["lstm_W"].shape == (4, 16)
     assert params["lstm_U"].shape == (4, 16)
     assert params["lstm_b"].shape == (16,)

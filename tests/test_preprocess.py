@@ -44,7 +44,7 @@ def test_build_dict_ranks_by_count_then_alphabet():
     assert dictionary == {"b": 2, "c": 3, "a": 4, "d": 5}
 
 
-def test_read_imdb_orders_pos_then_neg_by_file_id(tmp_path):
+def test_read_imdb_order(tmp_path):
     reviews = read_imdb(write_tree(tmp_path))
     train_texts = [text for text, _ in reviews["train"]]
     assert train_texts[0].startswith("A great film")  # pos 3_9 before pos 10_8
@@ -110,7 +110,8 @@ def test_preprocess_slice_of_real_archive(real_archive, tmp_path):
     assert train_y == [1] * 25 + [0] * 25
     assert test_y == [1] * 25 + [0] * 25
     # Real reviews carry HTML line breaks, which the Moses escaping keeps as tokens.
-    assert "&lt;" in dictionary and "br" in dictionary
+    assert "&lt;" in dictionary
+    assert "br" in dictionary
     assert dictionary["the"] == 2
 
     # Every training id decodes back to the tokens of the review.
