@@ -222,11 +222,13 @@ def unprivileged(tmp_path):
     if shutil.which("setpriv") is None:
         pytest.skip("running as root and setpriv is missing, so permissions are not enforced")
     command = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
-    probe = subprocess.run([*command, sys.executable, "-c", "pass"], capture_output=True,
-                           text=True, check=False)
+    probe = subprocess.run([*command, sys.executable, "-c", "import lstm_tutorial"],
+                           capture_output=True, text=True, check=False)
     if probe.returncode != 0:
-        # For example a pyenv Python whose libpython lies under root's home.
-        pytest.skip(f"{sys.executable} cannot run as user nobody: {probe.stderr.strip()}")
+        # For example a pyenv Python whose libpython lies under root's home, or
+        # a checkout inside a folder only root may enter (mktemp -d).
+        pytest.skip(f"user nobody cannot import lstm_tutorial with {sys.executable}: "
+                    f"{probe.stderr.strip()}")
     folder = Path(tempfile.mkdtemp(prefix="lstm-tutorial-perm-"))
     folder.chmod(0o777)
     try:
