@@ -693,7 +693,7 @@ def _build_functions(options, init_rng, dropout_seed, reload=True):
 
     from lstm_tutorial.model import build_model, init_params, init_tparams
     from lstm_tutorial.modelio import load_params
-    from lstm_tutorial.optimizers import OPTIMIZERS
+    from lstm_tutorial.optimizers import OPTIMIZERS, RowGradient
 
     with _single_blas_thread():
         params = init_params(options, init_rng)
@@ -709,7 +709,11 @@ def _build_functions(options, init_rng, dropout_seed, reload=True):
     # Compiled at the first validation, so that the first update comes sooner.
     f_pred_prob = LazyFunction(lambda: pytensor.function(
         [model.x, model.mask], model.pred_prob, name="f_pred_prob", mode=mode))
-    grads = pytensor.grad(model.cost, wrt=list(tparams.values()))
+    # The embedding's gradient is taken by rows (those of the batch's words),
+    # so that the optimizers need not touch the whole (n_words, dim_proj) matrix.
+    wrt = [model.embedding_rows if name == "Wemb" else p for name, p in tparams.items()]
+    grads = [RowGradient(model.word_ids, g) if name == "Wemb" else g
+             for name, g in zip(tparams, pytensor.grad(model.cost, wrt=wrt))]
     lr = pt.scalar(name="lr", dtype=pytensor.config.floatX)
     # The fused optimizers apply the step inside f_grad_shared: one compiled
     # function and one call per update instead of two.
