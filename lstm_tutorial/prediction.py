@@ -24,6 +24,7 @@ import numpy as np
 
 from lstm_tutorial.fileio import DataError
 from lstm_tutorial.model import PARAM_NAMES
+from lstm_tutorial.modes import DEFAULT_MODE, compile_mode
 from lstm_tutorial.modelio import model_options, open_model
 from lstm_tutorial.vocabulary import (
     UNKNOWN_ID,
@@ -36,7 +37,7 @@ from lstm_tutorial.vocabulary import (
 logger = logging.getLogger(__name__)
 
 # JAX is not offered: PyTensor 3.0's JAX scan needs a constant number of steps.
-MODES = ("NUMBA", "CVM", "FAST_COMPILE")
+MODES = ("VM", "NUMBA", "CVM", "FAST_COMPILE")
 # Texts per batch, and padded cells (longest text x texts) per batch: texts are
 # sorted by length and cut into batches that respect both limits, so a few
 # long reviews do not pad thousands of short ones.
@@ -143,7 +144,7 @@ class TrainedModel:
         if options and options.get("n_words") not in (None, self.n_words):
             raise DataError(f"{str(path)!r}: options give n_words={options['n_words']} but Wemb "
                             f"has {self.n_words} rows; the file is damaged")
-        self.mode = mode or (options or {}).get("mode") or "NUMBA"
+        self.mode = mode or DEFAULT_MODE
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r} is unknown; choose one of {', '.join(MODES)}")
         if use_dropout is None:
@@ -206,12 +207,13 @@ class TrainedModel:
         from lstm_tutorial.model import build_pred_prob, init_tparams
 
         start = time.perf_counter()
-        options = {"dim_proj": self.dim_proj, "use_dropout": self.use_dropout}
+        options = {"dim_proj": self.dim_proj, "use_dropout": self.use_dropout,
+                   "lstm_impl": "fused"}
         with pytensor.config.change_flags(floatX=self.floatX):
             tparams = init_tparams({name: arrays[name] for name in PARAM_NAMES})
             x, mask, pred_prob = build_pred_prob(tparams, options)
             self.f_pred_prob = pytensor.function([x, mask], pred_prob, name="f_pred_prob",
-                                                 mode=self.mode)
+                                                 mode=compile_mode(self.mode))
         logger.info("compile mode=%s floatX=%s seconds=%.1f", self.mode, self.floatX,
                     time.perf_counter() - start)
 

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 # NOTE: JAX is left out: PyTensor 3.0's JAX scan needs a constant number of
 # steps, which this graph (one graph for every batch length) does not have.
-MODES = ("NUMBA", "CVM")
+MODES = ("VM", "NUMBA", "CVM")
 LSTM_IMPLS = ("fused", "scan")
 FLOAT_TYPES = ("float32", "float64")
 class TrainingDivergedError(FloatingPointError):
@@ -230,7 +230,7 @@ def train_lstm(
     test_size=-1,
     seed=123,
     valid_portion=0.05,
-    mode="NUMBA",
+    mode="VM",
     floatX="float32",
     data_dir=None,
     resume=False,
@@ -287,7 +287,7 @@ def train_lstm(
     valid_portion : float
         Share of the training reviews held out for validation.
     mode : str
-        PyTensor compile mode: NUMBA or CVM.
+        PyTensor compile mode: VM (the Python VM over the package's cached Numba kernels, ready in seconds), NUMBA (compiles the whole graph with Numba, a minute on an empty cache) or CVM.
     floatX : str
         Floating-point type of parameters and computation: float32 or float64.
     data_dir : str
@@ -693,6 +693,7 @@ def _build_functions(options, init_rng, dropout_seed, reload=True):
 
     from lstm_tutorial.model import build_model, init_params, init_tparams
     from lstm_tutorial.modelio import load_params
+    from lstm_tutorial.modes import compile_mode
     from lstm_tutorial.optimizers import OPTIMIZERS, RowGradient
 
     with _single_blas_thread():
@@ -705,7 +706,7 @@ def _build_functions(options, init_rng, dropout_seed, reload=True):
     model = build_model(tparams, options, dropout_rng)
 
     compile_start = time.perf_counter()
-    mode = options["mode"]
+    mode = compile_mode(options["mode"])
     # Compiled at the first validation, so that the first update comes sooner.
     f_pred_prob = LazyFunction(lambda: pytensor.function(
         [model.x, model.mask], model.pred_prob, name="f_pred_prob", mode=mode))
@@ -722,7 +723,7 @@ def _build_functions(options, init_rng, dropout_seed, reload=True):
         updates=model.updates, mode=mode, fused=True)
     f_grad_shared, f_update = optimizer
     compile_seconds = time.perf_counter() - compile_start
-    logger.info("compile mode=%s floatX=%s lstm_impl=%s seconds=%.1f", mode,
+    logger.info("compile mode=%s floatX=%s lstm_impl=%s seconds=%.1f", options["mode"],
                 pytensor.config.floatX, options["lstm_impl"], compile_seconds)
     return CompiledModel(tparams, f_pred_prob, f_grad_shared, f_update, dropout_rng,
                          compile_seconds, list(optimizer.state))
