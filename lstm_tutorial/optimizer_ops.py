@@ -79,7 +79,8 @@ def adadelta_rows_kernel(param, running_grads2, running_up2, last, clock, ids, r
             slot_of_id[row_id] = slot
             unique_ids[slot] = row_id
             n_unique += 1
-        summed[slot] += rows[k]
+        for j in range(dim):
+            summed[slot, j] += rows[k, j]
     for slot in range(n_unique):
         r = unique_ids[slot]
         decay = param.dtype.type(dtype_rho ** (now - last[r] - 1))
