@@ -384,6 +384,19 @@ def get_num_threads():
         return os.cpu_count() or 1
 
 
+def _blas_limiter():
+    """A context that runs BLAS on one thread, or None without threadpoolctl."""
+    if "controller" not in _pools:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _pools["controller"] = ThreadpoolController()
+        except ImportError:
+            _pools["controller"] = None
+    controller = _pools["controller"]
+    return controller.limit(limits=1, user_api="blas") if controller else None
+
+
 def _run_groups(function, n_groups, *args):
     if n_groups == 1:
         function(0, *args)
@@ -393,10 +406,19 @@ def _run_groups(function, n_groups, *args):
         if pool is None:
             pool = _pools[n_groups - 1] = ThreadPoolExecutor(
                 n_groups - 1, thread_name_prefix="lstm-kernel")
-    futures = [pool.submit(function, group, *args) for group in range(1, n_groups)]
-    function(0, *args)
-    for future in futures:
-        future.result()
+    # Each group's per-step products are small; a multi-threaded BLAS called
+    # from every group at once would put more threads than cores on them.
+    limiter = _blas_limiter()
+    if limiter is not None:
+        limiter.__enter__()
+    try:
+        futures = [pool.submit(function, group, *args) for group in range(1, n_groups)]
+        function(0, *args)
+        for future in futures:
+            future.result()
+    finally:
+        if limiter is not None:
+            limiter.__exit__(None, None, None)
 
 
 def lstm_forward(embedding, mask, weight_w, weight_u, bias, n_threads=1):

@@ -5,7 +5,9 @@ virtual machine (``VMLinker`` without C code) over the ``fast_run`` graph
 rewrites, less elementwise fusion. It compiles nothing but the package's own
 Numba kernels, which are cached on disk, so a function is ready in about a
 second even on an empty cache; the work of each update is in those kernels and
-in BLAS, so the Python loop over the graph's nodes costs little.
+in BLAS, so the Python loop over the graph's nodes costs little. Importing
+this module (which :mod:`lstm_tutorial.model` does) registers ``VM`` with
+PyTensor, so that ``pytensor.function(..., mode="VM")`` works as well.
 
 Four changes keep every node on a NumPy fast path in ``VM``, where PyTensor
 would otherwise call a Python function per element or compile with Numba:
@@ -21,7 +23,7 @@ empty cache), are replaced by their inner graphs.
 import numpy as np
 import pytensor.scalar as ps
 from pytensor.compile.builders import OpFromGraph
-from pytensor.compile.mode import Mode
+from pytensor.compile.mode import Mode, predefined_modes, register_mode
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.graph.rewriting.basic import dfs_rewriter, node_rewriter
@@ -103,3 +105,9 @@ def compile_mode(name):
     if name == "VM":
         return vm_mode()
     return name
+
+
+# So that pytensor.function(mode="VM") works too, for example with the mode a
+# saved model's options record. A PyTensor that has a VM mode of its own keeps it.
+if "VM" not in predefined_modes:
+    register_mode("VM", vm_mode())
