@@ -361,7 +361,9 @@ def backward_finish(embedding, weight_w, step_offsets, token_sample, h_before,
 
 _threads = {"count": None}
 _pool_lock = threading.Lock()
+# Thread pools by size, and threadpoolctl's controller (False: not installed).
 _pools = {}
+_blas = {"controller": None}
 
 
 def set_num_threads(count):
@@ -385,15 +387,15 @@ def get_num_threads():
 
 
 def _blas_limiter():
-    """A context that runs BLAS on one thread, or None without threadpoolctl."""
-    if "controller" not in _pools:
+    """Limit BLAS to one thread until the returned limiter's ``__exit__``; None without threadpoolctl."""
+    if _blas["controller"] is None:
         try:
             from threadpoolctl import ThreadpoolController
 
-            _pools["controller"] = ThreadpoolController()
+            _blas["controller"] = ThreadpoolController()
         except ImportError:
-            _pools["controller"] = None
-    controller = _pools["controller"]
+            _blas["controller"] = False
+    controller = _blas["controller"]
     return controller.limit(limits=1, user_api="blas") if controller else None
 
 

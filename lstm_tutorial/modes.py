@@ -4,8 +4,9 @@
 virtual machine (``VMLinker`` without C code) over the ``fast_run`` graph
 rewrites, less elementwise fusion. It compiles nothing but the package's own
 Numba kernels, which are cached on disk, so a function is ready in about a
-second even on an empty cache; the work of each update is in those kernels and
-in BLAS, so the Python loop over the graph's nodes costs little. Importing
+second once they are compiled, and in under 10 s on an empty cache. The work
+of each update is in those kernels and in BLAS, so the Python loop over the
+graph's nodes costs little. Importing
 this module (which :mod:`lstm_tutorial.model` does) registers ``VM`` with
 PyTensor, so that ``pytensor.function(..., mode="VM")`` works as well.
 
