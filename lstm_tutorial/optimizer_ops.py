@@ -120,10 +120,13 @@ class AdadeltaStep(Op):
 
     def perform(self, node, inputs, output_storage):
         param, running_grads2, running_up2, grad = inputs
-        if not self.inplace:
-            param, running_grads2, running_up2 = (
-                np.array(v, order="C") for v in (param, running_grads2, running_up2))
-        adadelta_kernel(param, running_grads2, running_up2, grad, self.rho, self.epsilon)
+        arrays = (param, running_grads2, running_up2)
+        if not self.inplace or not all(v.flags.c_contiguous for v in arrays):
+            # Work on C-contiguous copies, which the flat views below need.
+            param, running_grads2, running_up2 = (np.array(v, order="C") for v in arrays)
+        # Flat views: one compiled kernel serves vectors and matrices.
+        adadelta_kernel(param.reshape(-1), running_grads2.reshape(-1), running_up2.reshape(-1),
+                        np.ascontiguousarray(grad).reshape(-1), self.rho, self.epsilon)
         for storage, value in zip(output_storage, (param, running_grads2, running_up2)):
             storage[0] = value
 

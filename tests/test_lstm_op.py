@@ -243,3 +243,22 @@ def _check_row_gradient(optimizer):
     for name in averages:
         np.testing.assert_allclose(row_state[name] * decay[:, None], state[name],
                                    rtol=1e-10, atol=1e-14, err_msg=name)
+
+
+def test_adadelta_step_on_non_contiguous_arrays():
+    from lstm_tutorial.optimizer_ops import AdadeltaStep
+
+    rng = np.random.default_rng(7)
+    arrays = [np.asfortranarray(rng.random((3, 4))) for _ in range(4)]
+    param, running_grads2, running_up2, grad = (a.copy(order="F") for a in arrays)
+    op = AdadeltaStep(0.95, 1e-6, inplace=True)
+    node = op.make_node(*[pt.constant(a) for a in arrays])
+    storage = [[None] for _ in range(3)]
+    # The in-place step on Fortran-ordered shared values must still return the update.
+    op.perform(node, arrays, storage)
+    values = [cell[0] for cell in storage]
+    expected_rg2 = 0.95 * running_grads2 + 0.05 * grad ** 2
+    step = -np.sqrt(running_up2 + 1e-6) / np.sqrt(expected_rg2 + 1e-6) * grad
+    np.testing.assert_allclose(values[0], param + step, rtol=1e-12)
+    np.testing.assert_allclose(values[1], expected_rg2, rtol=1e-12)
+    np.testing.assert_allclose(values[2], 0.95 * running_up2 + 0.05 * step ** 2, rtol=1e-12)
