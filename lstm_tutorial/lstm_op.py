@@ -364,6 +364,8 @@ _pool_lock = threading.Lock()
 # Thread pools by size, and threadpoolctl's controller (False: not installed).
 _pools = {}
 _blas = {"controller": None}
+# A forked child has none of the parent's pool threads: it starts new pools.
+os.register_at_fork(after_in_child=_pools.clear)
 
 
 def set_num_threads(count):

@@ -262,3 +262,19 @@ def test_adadelta_step_on_non_contiguous_arrays():
     np.testing.assert_allclose(values[0], param + step, rtol=1e-12)
     np.testing.assert_allclose(values[1], expected_rg2, rtol=1e-12)
     np.testing.assert_allclose(values[2], 0.95 * running_up2 + 0.05 * step ** 2, rtol=1e-12)
+
+
+def test_threads_work_in_a_forked_child():
+    import multiprocessing
+
+    rng = np.random.default_rng(8)
+    embedding = rng.standard_normal((6, 4, 3))
+    weight_w, weight_u = rng.standard_normal((2, 3, 12)) * 0.4
+    bias = np.zeros(12)
+    mask = np.ones((6, 4))
+    expected = lstm_forward(embedding, mask, weight_w, weight_u, bias, n_threads=2)[0]
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        result = pool.apply_async(lstm_forward, (embedding, mask, weight_w, weight_u, bias, 2))
+        actual = result.get(timeout=60)[0]
+    np.testing.assert_array_equal(actual, expected)
