@@ -35,8 +35,8 @@ from lstm_tutorial.vocabulary import (
 
 logger = logging.getLogger(__name__)
 
-# JAX is not offered: PyTensor 3.0's JAX scan needs a constant number of steps.
-MODES = ("NUMBA", "CVM", "FAST_COMPILE")
+# JAX (optional) compiles once per bucket of padded lengths and batch size, see jax_mode.py.
+MODES = ("NUMBA", "CVM", "FAST_COMPILE", "JAX")
 # Texts per batch, and padded cells (longest text x texts) per batch: texts are
 # sorted by length and cut into batches that respect both limits, so a few
 # long reviews do not pad thousands of short ones.
@@ -143,9 +143,13 @@ class TrainedModel:
         if options and options.get("n_words") not in (None, self.n_words):
             raise DataError(f"{str(path)!r}: options give n_words={options['n_words']} but Wemb "
                             f"has {self.n_words} rows; the file is damaged")
-        self.mode = mode or (options or {}).get("mode") or "NUMBA"
+        self.mode = mode or _recorded_mode(options, path)
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r} is unknown; choose one of {', '.join(MODES)}")
+        if self.mode == "JAX":
+            from lstm_tutorial.jax_mode import require_jax
+
+            require_jax()
         if use_dropout is None:
             use_dropout = (options or {}).get("use_dropout")
             if use_dropout is None:
@@ -210,8 +214,14 @@ class TrainedModel:
         with pytensor.config.change_flags(floatX=self.floatX):
             tparams = init_tparams({name: arrays[name] for name in PARAM_NAMES})
             x, mask, pred_prob = build_pred_prob(tparams, options)
+            mode = self.mode
+            if mode == "JAX":
+                from lstm_tutorial.jax_mode import compile_mode
+
+                # Compiles at the first call for each padded length and batch size.
+                mode = compile_mode()
             self.f_pred_prob = pytensor.function([x, mask], pred_prob, name="f_pred_prob",
-                                                 mode=self.mode)
+                                                 mode=mode)
         logger.info("compile mode=%s floatX=%s seconds=%.1f", self.mode, self.floatX,
                     time.perf_counter() - start)
 
@@ -302,6 +312,22 @@ class TrainedModel:
         return x, mask
 
 
+def _recorded_mode(options, path):
+    """Return the model's training mode, or NUMBA when it records none or jax is missing."""
+    mode = (options or {}).get("mode") or "NUMBA"
+    if mode == "JAX":
+        from lstm_tutorial.jax_mode import JaxUnavailableError, require_jax
+
+        try:
+            require_jax()
+        except JaxUnavailableError:
+            logger.warning("model=%s was trained with mode=JAX but jax cannot be imported; "
+                           "predicting with mode=NUMBA, which gives the same probabilities "
+                           "to float tolerance", path)
+            return "NUMBA"
+    return mode
+
+
 def load_model(path, dictionary=None, *, mode=None, use_dropout=None):
     """Load a saved model for prediction, compiling only its prediction graph.
 
@@ -314,8 +340,9 @@ def load_model(path, dictionary=None, *, mode=None, use_dropout=None):
         model recorded (``options["dictionary"]``, else the one beside
         ``options["dataset_file"]``); required for original-layout models.
     mode : str, optional
-        PyTensor compile mode: NUMBA, CVM or FAST_COMPILE; the model's
-        training mode by default (NUMBA when unrecorded).
+        PyTensor compile mode: NUMBA, CVM, FAST_COMPILE or JAX (needs jax); the
+        model's training mode by default (NUMBA when unrecorded, or when it is JAX
+        and jax cannot be imported).
     use_dropout : bool, optional
         Whether the model was trained with dropout (evaluation then halves the
         pooled state); read from the options, True (the original's default)

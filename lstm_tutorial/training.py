@@ -27,9 +27,9 @@ from lstm_tutorial.interrupts import StopRequest, TrainingAborted
 
 logger = logging.getLogger(__name__)
 
-# NOTE: JAX is left out: PyTensor 3.0's JAX scan needs a constant number of
-# steps, which this graph (one graph for every batch length) does not have.
-MODES = ("NUMBA", "CVM")
+# JAX (optional, jax_mode.py) runs the scan LSTM only, and compiles one graph per
+# bucket of padded lengths and batch size because its scan needs static shapes.
+MODES = ("NUMBA", "CVM", "JAX")
 LSTM_IMPLS = ("fused", "scan")
 FLOAT_TYPES = ("float32", "float64")
 class TrainingDivergedError(FloatingPointError):
@@ -287,7 +287,7 @@ def train_lstm(
     valid_portion : float
         Share of the training reviews held out for validation.
     mode : str
-        PyTensor compile mode: NUMBA or CVM.
+        PyTensor compile mode: NUMBA, CVM or JAX (needs jax; trains the scan LSTM, compiling once per bucket of padded lengths).
     floatX : str
         Floating-point type of parameters and computation: float32 or float64.
     data_dir : str
@@ -329,6 +329,10 @@ def train_lstm(
     if options["maxlen"] == 0:
         options["maxlen"] = None
     validate_options(options)
+    if options["mode"] == "JAX":
+        from lstm_tutorial.jax_mode import resolve_options
+
+        resolve_options(options)
 
     import pytensor
 
@@ -706,6 +710,11 @@ def _build_functions(options, init_rng, dropout_seed, reload=True):
 
     compile_start = time.perf_counter()
     mode = options["mode"]
+    if mode == "JAX":
+        from lstm_tutorial.jax_mode import compile_mode
+
+        # Functions of (x, mask, ...) compile at their first call for each padded length.
+        mode = compile_mode(options["maxlen"])
     # Compiled at the first validation, so that the first update comes sooner.
     f_pred_prob = LazyFunction(lambda: pytensor.function(
         [model.x, model.mask], model.pred_prob, name="f_pred_prob", mode=mode))
@@ -718,7 +727,7 @@ def _build_functions(options, init_rng, dropout_seed, reload=True):
         updates=model.updates, mode=mode, fused=True)
     f_grad_shared, f_update = optimizer
     compile_seconds = time.perf_counter() - compile_start
-    logger.info("compile mode=%s floatX=%s lstm_impl=%s seconds=%.1f", mode,
+    logger.info("compile mode=%s floatX=%s lstm_impl=%s seconds=%.1f", options["mode"],
                 pytensor.config.floatX, options["lstm_impl"], compile_seconds)
     return CompiledModel(tparams, f_pred_prob, f_grad_shared, f_update, dropout_rng,
                          compile_seconds, list(optimizer.state))
