@@ -1,25 +1,21 @@
 """PyTensor's JAX compile mode for this model: one compiled graph per bucket of lengths.
 
 Under pytensor 3.0.7 with jax 0.10.2 the JAX backend traces a graph only when every
-shape it computes is a compile-time constant. The scan LSTM asks for its number of
-steps (``x.shape[0]``), and the gradient graph computes sizes such as ``n_steps *
-n_samples`` for reshapes; with a dimension left symbolic these become JAX tracers and
-tracing stops ("Shapes must be 1D sequences of concrete values"). The forward graph
-alone traces with a static number of steps and a free batch size.
+shape it computes is a compile-time constant. The scan LSTM reads its number of
+steps from ``x.shape[0]``, and the gradient graph computes sizes such as ``n_steps *
+n_samples`` for reshapes. With a dimension left symbolic these sizes become JAX
+tracers and tracing stops ("Shapes must be 1D sequences of concrete values").
 
-So each function here is compiled again for every padded length it meets, from the
-same symbolic graph with inputs of static shape:
+So every function of ``(x, mask, ...)`` (``f_grad_shared``, ``f_pred_prob``) is
+compiled again for each ``(n_steps, n_samples)`` it meets, from the same symbolic
+graph with inputs of that static shape. To keep the number of shapes small, each
+minibatch's time axis is padded with zeros (mask 0) up to a bucket, see
+:func:`bucket_length`. A training run then meets a few buckets at the full batch
+size, plus the epoch's last, smaller batch.
 
-- ``f_grad_shared(x, mask, y)``: shape ``(n_steps, n_samples)`` fixed, so one
-  compiled graph per (bucket, batch size); a training run meets the full batch size
-  and the epoch's last, smaller batch.
-- ``f_pred_prob(x, mask)``: only ``n_steps`` fixed; JAX traces again for another
-  batch size, which costs less than a new PyTensor compile.
-
-Each minibatch's time axis is padded with zeros (mask 0) up to its bucket, see
-:func:`bucket_length`. Padding after a review's last token does not change the cost
-or the probabilities: the LSTM carries its state over masked steps unchanged and the
-pooling averages over real steps only.
+Padding after a review's last token does not change the cost or the probabilities:
+the LSTM carries its state over masked steps unchanged and the pooling averages over
+real steps only (``tests/test_jax_mode.py`` checks both under NUMBA and JAX).
 
 jax is an optional dependency: this module imports it only in :func:`require_jax`
 and when compiling.
@@ -37,7 +33,7 @@ logger = logging.getLogger(__name__)
 JAX_MODE = "JAX"
 INSTALL_COMMAND = "pip install 'lstm-tutorial[jax]'"
 # Buckets are multiples of BUCKET_STEP up to 8 * BUCKET_STEP, then four per doubling
-# of the length, so padding adds at most a quarter of the longest review's steps.
+# of the length, so above that padding adds less than a quarter of the steps.
 BUCKET_STEP = 32
 
 # Warnings of PyTensor's JAX backend that this module handles or that do not apply:
@@ -138,13 +134,13 @@ def pad_steps(array, n_steps):
 class _GeneratorSync:
     """Keep a shared NumPy generator and the JAX copies of it in one random stream.
 
-    PyTensor's JAX linker (pytensor 3.0.7) gives each compiled function its own copy of
-    a shared random generator, stored as a dict whose ``"jax_state"`` (two uint32) is the
-    key that ``bernoulli`` splits; the shared variable itself never advances. Before
-    each call the copy is set from the shared variable, and after it the new key is
-    written back into the low 64 bits of the PCG64 state, the bits that PyTensor's
-    conversion reads the key from. So every bucket's function continues one stream,
-    and a checkpoint of the shared generator resumes it exactly.
+    PyTensor's JAX linker (checked with pytensor 3.0.7 and 3.3.8) gives each compiled
+    function its own copy of a shared random generator, so the shared variable itself
+    never advances. The copy is a dict whose ``"jax_state"`` (two uint32) is the key that ``bernoulli``
+    splits. Before each call the copy is set from the shared variable. After it the new
+    key is written back into the low 64 bits of the PCG64 state, the bits that
+    PyTensor's conversion reads the key from. So the functions of all buckets continue
+    one stream, and a checkpoint of the shared generator holds its current state.
     """
 
     def __init__(self, function):
@@ -252,13 +248,18 @@ class BucketedFunction:
                              shape=(n_samples,) + (None,) * (variable.ndim - 1))
                    for variable in self._inputs[2:]]
 
-        # The JAX backend rewrites the inner graph of each Scan in place while it
-        # compiles, so every shape gets its own copy of the graph, inner graphs included.
+        # The JAX backend of pytensor 3.0 rewrites the inner graph of each Scan in place
+        # while it compiles, so every shape gets its own copy of the graph, inner graphs
+        # included. PyTensor 3.3 shares immutable inner graphs and warns that the flag
+        # is ignored.
         single = not isinstance(self._outputs, list | tuple)
         outputs = [self._outputs] if single else list(self._outputs)
         targets = outputs + [expression for _, expression in self._updates]
-        copies = clone_get_equiv([], targets, copy_inputs=False, copy_orphans=False,
-                                 clone_inner_graphs=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`clone_inner_graphs` is deprecated",
+                                    category=FutureWarning)
+            copies = clone_get_equiv([], targets, copy_inputs=False, copy_orphans=False,
+                                     clone_inner_graphs=True)
         outputs = [copies[variable] for variable in outputs]
         updates = [(shared, copies[expression]) for shared, expression in self._updates]
 

@@ -281,3 +281,33 @@ def test_command_line_offers_jax():
 
     mode_action = next(action for action in build_parser()._actions if action.dest == "mode")
     assert "JAX" in mode_action.choices
+
+
+@needs_jax
+@pytest.mark.slow
+def test_jax_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
+    """SIGTERM, then resume=True, gives the parameters and history of a run never stopped."""
+    import random
+    import signal
+
+    from conftest import write_dataset
+    from test_resume import RUN, _reviews, _signal_after_update
+
+    rng = random.Random(0)
+    dataset = str(write_dataset(tmp_path / "small.pkl", _reviews(rng, 48), _reviews(rng, 16)))
+    reference_path = tmp_path / "reference.npz"
+    train_lstm(dataset=dataset, saveto=str(reference_path), mode="JAX", **RUN)
+    reference = open_model(reference_path)
+
+    saveto = tmp_path / "m.npz"
+    _signal_after_update(monkeypatch, 30, signal.SIGTERM)
+    assert train_lstm(dataset=dataset, saveto=str(saveto), mode="JAX", **RUN).interrupted
+    monkeypatch.undo()
+    train_lstm(dataset=dataset, saveto=str(saveto), mode="JAX", resume=True, **RUN)
+
+    resumed = open_model(saveto)
+    # The errors move during the run, so equal histories compare real training.
+    assert len(set(reference["history_errs"][:, 0].tolist())) >= 3
+    np.testing.assert_array_equal(resumed["history_errs"], reference["history_errs"])
+    for name in ("Wemb", "lstm_W", "lstm_U", "lstm_b", "U", "b"):
+        np.testing.assert_array_equal(resumed[name], reference[name], err_msg=name)
