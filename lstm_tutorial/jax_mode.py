@@ -10,8 +10,9 @@ So every function of ``(x, mask, ...)`` (``f_grad_shared``, ``f_pred_prob``) is
 compiled again for each ``(n_steps, n_samples)`` it meets, from the same symbolic
 graph with inputs of that static shape. To keep the number of shapes small, each
 minibatch's time axis is padded with zeros (mask 0) up to a bucket, see
-:func:`bucket_length`. A training run then meets a few buckets at the full batch
-size, plus the epoch's last, smaller batch.
+:func:`bucket_length`. Training steps pad every minibatch that fits ``maxlen`` to
+``maxlen`` itself, so a training run compiles two shapes: the full batch size and the
+epoch's last, smaller batch.
 
 Padding after a review's last token does not change the cost or the probabilities:
 the LSTM carries its state over masked steps unchanged and the pooling averages over
@@ -27,6 +28,12 @@ import time
 import warnings
 
 import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.compile.mode import Mode, get_mode
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.basic import clone_get_equiv
+from pytensor.tensor.random.type import RandomType
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +113,7 @@ def bucket_length(n_steps, maxlen=None):
     Lengths are rounded up to a multiple of ``BUCKET_STEP`` (32) up to 256, above that
     to a quarter of the power of two below them (320, 384, 448, 512, 640, ...). With
     ``maxlen`` set, a minibatch of at most ``maxlen`` steps is padded to ``maxlen`` at
-    most, so that training with ``maxlen=100`` uses the buckets 32, 64, 96 and 100.
+    most, so that with ``maxlen=100`` such minibatches use the buckets 32, 64, 96 and 100.
 
     >>> [bucket_length(n) for n in (1, 32, 33, 250, 257, 1000)]
     [32, 32, 64, 256, 320, 1024]
@@ -136,17 +143,15 @@ class _GeneratorSync:
 
     PyTensor's JAX linker (checked with pytensor 3.0.7 and 3.3.8) gives each compiled
     function its own copy of a shared random generator, so the shared variable itself
-    never advances. The copy is a dict whose ``"jax_state"`` (two uint32) is the key that ``bernoulli``
-    splits. Before each call the copy is set from the shared variable. After it the new
-    key is written back into the low 64 bits of the PCG64 state, the bits that
-    PyTensor's conversion reads the key from. So the functions of all buckets continue
-    one stream, and a checkpoint of the shared generator holds its current state.
+    never advances. The copy is a dict whose ``"jax_state"`` (two uint32) is the key
+    that ``bernoulli`` splits. Before each call the copy is set from the shared
+    variable. After it the new key is written back into the low 64 bits of the PCG64
+    state, the bits that PyTensor's conversion reads the key from. So the functions of
+    all buckets continue one stream, and a checkpoint of the shared generator holds
+    its current state.
     """
 
     def __init__(self, function):
-        from pytensor.compile.sharedvalue import SharedVariable
-        from pytensor.tensor.random.type import RandomType
-
         self._cells = [
             (function.input_storage[position], spec.variable)
             for position, spec in enumerate(function.maker.inputs)
@@ -193,20 +198,21 @@ class BucketedFunction:
     updates : list of (shared variable, expression)
     maxlen : int or None
         Passed to :func:`bucket_length`.
+    pad_to_maxlen : bool
+        Pad every call of at most ``maxlen`` steps to ``maxlen``, one bucket.
     """
 
-    def __init__(self, name, inputs, outputs, updates=(), *, maxlen=None,
+    def __init__(self, name, inputs, outputs, updates=(), *, maxlen=None, pad_to_maxlen=False,
                  on_unused_input=None):
         self.name = name
         self._inputs = list(inputs)
         self._outputs = outputs
         self._updates = list(updates)
         self._maxlen = maxlen
+        self._pad_to_maxlen = pad_to_maxlen and bool(maxlen)
         self._on_unused_input = on_unused_input
         # Compiling reads floatX (the Scan's rewrites do), so each later compile uses the
         # value of the moment the graph was built.
-        import pytensor
-
         self._floatX = pytensor.config.floatX
         self._compiled = {}
         # Seconds spent compiling each (n_steps, n_samples) shape: PyTensor's rewrites
@@ -214,10 +220,11 @@ class BucketedFunction:
         self.compile_seconds = {}
 
     def __call__(self, x, mask, *rest):
-        import pytensor
-
         x, mask = np.asarray(x), np.asarray(mask)
-        n_steps = bucket_length(x.shape[0], self._maxlen)
+        if self._pad_to_maxlen and x.shape[0] <= self._maxlen:
+            n_steps = self._maxlen
+        else:
+            n_steps = bucket_length(x.shape[0], self._maxlen)
         key = (n_steps, x.shape[1])
         first_call = key not in self._compiled
         if first_call:
@@ -236,10 +243,6 @@ class BucketedFunction:
         return result
 
     def _compile(self, key):
-        import pytensor
-        import pytensor.tensor as pt
-        from pytensor.graph.basic import clone_get_equiv
-
         start = time.perf_counter()
         n_steps, n_samples = key
         static = [pt.tensor(variable.name, dtype=variable.dtype, shape=(n_steps, n_samples))
@@ -277,10 +280,11 @@ def compile_mode(maxlen=None):
 
     Functions whose first two explicit inputs are matrices (``f(x, mask, ...)``)
     become :class:`BucketedFunction` objects; any other function (sgd's
-    ``f_update(lr)``) compiles as under ``mode="JAX"``.
+    ``f_update(lr)``) compiles as under ``mode="JAX"``. Functions with updates (the
+    training step) pad every minibatch that fits ``maxlen`` to ``maxlen``: the longest
+    of a random minibatch is usually close to ``maxlen``, so one bucket saves compiles
+    at little padding. Evaluation batches are sorted by length and use every bucket.
     """
-    from pytensor.compile.mode import Mode, get_mode
-
     jax_mode = get_mode(JAX_MODE)
 
     class _BucketingMode(Mode):
@@ -297,6 +301,7 @@ def compile_mode(maxlen=None):
             updates = [(spec.variable, spec.update) for spec in inputs
                        if spec.update is not None]
             return _Created(BucketedFunction(name, explicit, outputs, updates, maxlen=maxlen,
+                                             pad_to_maxlen=bool(updates),
                                              on_unused_input=on_unused_input))
         return jax_mode.function_maker(inputs, outputs, jax_mode, name=name,
                                        on_unused_input=on_unused_input, **kwargs)

@@ -153,6 +153,25 @@ def test_training_steps_ignore_bucket_changes():
 
 
 @needs_jax
+def test_training_step_pads_to_maxlen():
+    x, mask, y = small_batch()
+    with pytensor.config.change_flags(floatX="float32"):
+        _, f_grad_shared = build_training_function(compile_mode(maxlen=50))
+        _, model = build_small_model(use_dropout=False)
+        f_pred_prob = pytensor.function([model.x, model.mask], model.pred_prob,
+                                        mode=compile_mode(maxlen=50))
+
+    f_grad_shared(x, mask, y)
+    f_grad_shared(pad_steps(x, 40), pad_steps(mask, 40), y)
+    f_pred_prob(x, mask)
+    f_pred_prob(pad_steps(x, 40), pad_steps(mask, 40))
+
+    # One shape for every training batch that fits maxlen; evaluation keeps its buckets.
+    assert sorted(f_grad_shared.compile_seconds) == [(50, 3)]
+    assert sorted(f_pred_prob.compile_seconds) == [(32, 3), (50, 3)]
+
+
+@needs_jax
 def test_dropout_generator_advances():
     x, mask, y = small_batch()
     with pytensor.config.change_flags(floatX="float32"):
