@@ -37,6 +37,8 @@ from pytensor.tensor.random.type import RandomType
 
 logger = logging.getLogger(__name__)
 
+# NOTE: only JAX's CPU backend has run this module; the CUDA backend (jax[cuda12]) is
+# expected to work the same way but is untested (scripts/gpu_check.sh is the check).
 JAX_MODE = "JAX"
 INSTALL_COMMAND = "pip install 'lstm-tutorial[jax]'"
 # Buckets are multiples of BUCKET_STEP up to 8 * BUCKET_STEP, then four per doubling
@@ -147,7 +149,7 @@ class _GeneratorSync:
     that ``bernoulli`` splits. Before each call the copy is set from the shared
     variable. After it the new key is written back into the low 64 bits of the PCG64
     state, the bits that PyTensor's conversion reads the key from. So the functions of
-    all buckets continue one stream, and a checkpoint of the shared generator holds
+    all buckets continue one stream, and a checkpoint of the shared generator contains
     its current state.
     """
 

@@ -13,6 +13,7 @@
 # later epochs are the steady speed. JAX_PLATFORMS=cuda (the default here) makes
 # JAX fail instead of falling back to the CPU; set JAX_PLATFORMS=cpu to try the
 # script without a GPU.
+# NOTE: run only with JAX_PLATFORMS=cpu so far; no GPU machine was available.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
