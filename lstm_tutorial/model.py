@@ -138,17 +138,17 @@ def lstm_layer(tparams, state_below, options, prefix="lstm", mask=None):
 def lstm_layer_fused(tparams, state_below, options, prefix="lstm", mask=None):
     """Run the LSTM with the one-Op kernel; same arguments and result as :func:`lstm_layer`.
 
-    The recurrence is the scan's, computed by
-    :class:`lstm_tutorial.lstm_op.LSTMSequence`, whose gradient Op skips padded
-    steps. Only the Numba and Python backends run it; the JAX backend needs
+    The layer is the scan's, input projection included, computed by
+    :class:`lstm_tutorial.lstm_op.LSTMSequence` and its gradient Op, which
+    skip the padded steps of each review. Only the Numba and Python backends run it; the JAX backend needs
     :func:`lstm_layer`.
     """
     from lstm_tutorial.lstm_op import lstm_sequence
 
     if mask is None:
         mask = pt.ones(state_below.shape[:2], dtype=pytensor.config.floatX)
-    input_projection = pt.dot(state_below, tparams[_p(prefix, "W")]) + tparams[_p(prefix, "b")]
-    h, _, _ = lstm_sequence(input_projection, mask, tparams[_p(prefix, "U")])
+    h = lstm_sequence(state_below, mask, tparams[_p(prefix, "W")], tparams[_p(prefix, "U")],
+                      tparams[_p(prefix, "b")])[0]
     return h
 
 
@@ -176,13 +176,18 @@ def dropout_layer(state_before, use_noise, rng=None):
     """
     if not use_noise:
         return state_before * np.asarray(0.5, dtype=pytensor.config.floatX), {}
-    next_rng, keep = rng.bernoulli(0.5, size=state_before.shape)
+    # uniform < 0.5 is a Bernoulli(0.5) draw; PyTensor's Python implementation
+    # of bernoulli took 3.6 ms for a 16 x 128 mask, uniform 0.03 ms.
+    next_rng, uniform = rng.uniform(size=state_before.shape, dtype=state_before.dtype)
+    keep = pt.lt(uniform, np.asarray(0.5, dtype=state_before.dtype))
     return state_before * pt.cast(keep, state_before.dtype), {rng: next_rng}
 
 
 def _classifier(tparams, options, x, mask, use_noise, rng):
     n_steps, n_samples = x.shape[0], x.shape[1]
-    embedding = tparams["Wemb"][x.flatten()].reshape((n_steps, n_samples, options["dim_proj"]))
+    word_ids = x.flatten()
+    embedding_rows = tparams["Wemb"][word_ids]
+    embedding = embedding_rows.reshape((n_steps, n_samples, options["dim_proj"]))
     layer = LSTM_LAYERS[options.get("lstm_impl", "scan")]
     h = layer(tparams, embedding, options, prefix="lstm", mask=mask)
 
@@ -193,7 +198,7 @@ def _classifier(tparams, options, x, mask, use_noise, rng):
     if options["use_dropout"]:
         pooled, updates = dropout_layer(pooled, use_noise, rng)
     probabilities = softmax(pt.dot(pooled, tparams["U"]) + tparams["b"], axis=-1)
-    return probabilities, updates
+    return probabilities, updates, word_ids, embedding_rows
 
 
 def build_pred_prob(tparams, options):
@@ -210,7 +215,7 @@ def build_pred_prob(tparams, options):
     """
     x = pt.matrix("x", dtype="int64")
     mask = pt.matrix("mask", dtype=pytensor.config.floatX)
-    pred_prob, _ = _classifier(tparams, options, x, mask, False, None)
+    pred_prob = _classifier(tparams, options, x, mask, False, None)[0]
     return x, mask, pred_prob
 
 
@@ -236,7 +241,9 @@ def build_model(tparams, options, rng=None):
         (scalar: mean of ``-log(p[y] + 1e-8)`` with dropout on, plus
         ``decay_c * sum(U ** 2)``), ``pred_prob`` (``(n_samples, ydim)``
         probabilities with dropout off), ``updates`` (the dropout generator's
-        update for the training function) and ``rng``.
+        update for the training function), ``rng``, and ``word_ids`` (the
+        flattened ``x``) with ``embedding_rows`` (``Wemb[word_ids]``), through
+        which the cost's gradient reaches ``Wemb`` only in the batch's rows.
     """
     if pytensor.config.floatX not in ("float32", "float64"):
         raise ValueError(
@@ -249,8 +256,9 @@ def build_model(tparams, options, rng=None):
     mask = pt.matrix("mask", dtype=pytensor.config.floatX)
     y = pt.vector("y", dtype="int64")
 
-    train_probabilities, updates = _classifier(tparams, options, x, mask, True, rng)
-    pred_prob, _ = _classifier(tparams, options, x, mask, False, rng)
+    train_probabilities, updates, word_ids, embedding_rows = _classifier(
+        tparams, options, x, mask, True, rng)
+    pred_prob = _classifier(tparams, options, x, mask, False, rng)[0]
 
     n_samples = x.shape[1]
     offset = 1e-8
@@ -261,4 +269,5 @@ def build_model(tparams, options, rng=None):
         cost = cost + decay_c * (tparams["U"] ** 2).sum()
 
     return SimpleNamespace(x=x, mask=mask, y=y, cost=cost, pred_prob=pred_prob,
-                           updates=updates, rng=rng)
+                           updates=updates, rng=rng, word_ids=word_ids,
+                           embedding_rows=embedding_rows)

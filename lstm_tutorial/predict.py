@@ -50,7 +50,7 @@ def build_parser():
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object per text (JSON lines)")
     parser.add_argument("--mode", choices=MODES,
-                        help="PyTensor compile mode (default: the model's training mode)")
+                        help="PyTensor compile mode (default: VM, ready in about a second)")
     parser.add_argument("--use_dropout", "--use-dropout", dest="use_dropout", default=None,
                         action=argparse.BooleanOptionalAction,
                         help="whether the model was trained with dropout (default: from the "

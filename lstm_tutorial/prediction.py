@@ -24,6 +24,7 @@ import numpy as np
 
 from lstm_tutorial.fileio import DataError
 from lstm_tutorial.model import PARAM_NAMES
+from lstm_tutorial.modes import DEFAULT_MODE, compile_mode
 from lstm_tutorial.modelio import model_options, open_model
 from lstm_tutorial.vocabulary import (
     UNKNOWN_ID,
@@ -36,7 +37,7 @@ from lstm_tutorial.vocabulary import (
 logger = logging.getLogger(__name__)
 
 # JAX (optional) compiles once per bucket of padded lengths and batch size, see jax_mode.py.
-MODES = ("NUMBA", "CVM", "FAST_COMPILE", "JAX")
+MODES = ("VM", "NUMBA", "CVM", "FAST_COMPILE", "JAX")
 # Texts per batch, and padded cells (longest text x texts) per batch: texts are
 # sorted by length and cut into batches that respect both limits, so a few
 # long reviews do not pad thousands of short ones.
@@ -143,7 +144,7 @@ class TrainedModel:
         if options and options.get("n_words") not in (None, self.n_words):
             raise DataError(f"{str(path)!r}: options give n_words={options['n_words']} but Wemb "
                             f"has {self.n_words} rows; the file is damaged")
-        self.mode = mode or _recorded_mode(options, path)
+        self.mode = mode or DEFAULT_MODE
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r} is unknown; choose one of {', '.join(MODES)}")
         if self.mode == "JAX":
@@ -210,16 +211,19 @@ class TrainedModel:
         from lstm_tutorial.model import build_pred_prob, init_tparams
 
         start = time.perf_counter()
-        options = {"dim_proj": self.dim_proj, "use_dropout": self.use_dropout}
+        # The fused LSTM Op has no JAX implementation; JAX runs the scan.
+        options = {"dim_proj": self.dim_proj, "use_dropout": self.use_dropout,
+                   "lstm_impl": "scan" if self.mode == "JAX" else "fused"}
         with pytensor.config.change_flags(floatX=self.floatX):
             tparams = init_tparams({name: arrays[name] for name in PARAM_NAMES})
             x, mask, pred_prob = build_pred_prob(tparams, options)
-            mode = self.mode
-            if mode == "JAX":
-                from lstm_tutorial.jax_mode import compile_mode
+            if self.mode == "JAX":
+                from lstm_tutorial import jax_mode
 
                 # Compiles at the first call for each padded length and batch size.
-                mode = compile_mode()
+                mode = jax_mode.compile_mode()
+            else:
+                mode = compile_mode(self.mode)
             self.f_pred_prob = pytensor.function([x, mask], pred_prob, name="f_pred_prob",
                                                  mode=mode)
         logger.info("compile mode=%s floatX=%s seconds=%.1f", self.mode, self.floatX,
@@ -312,22 +316,6 @@ class TrainedModel:
         return x, mask
 
 
-def _recorded_mode(options, path):
-    """Return the model's training mode, or NUMBA when it records none or jax is missing."""
-    mode = (options or {}).get("mode") or "NUMBA"
-    if mode == "JAX":
-        from lstm_tutorial.jax_mode import JaxUnavailableError, require_jax
-
-        try:
-            require_jax()
-        except JaxUnavailableError:
-            logger.warning("model=%s was trained with mode=JAX but jax cannot be imported; "
-                           "predicting with mode=NUMBA, which gives the same probabilities "
-                           "to float tolerance", path)
-            return "NUMBA"
-    return mode
-
-
 def load_model(path, dictionary=None, *, mode=None, use_dropout=None):
     """Load a saved model for prediction, compiling only its prediction graph.
 
@@ -340,9 +328,8 @@ def load_model(path, dictionary=None, *, mode=None, use_dropout=None):
         model recorded (``options["dictionary"]``, else the one beside
         ``options["dataset_file"]``); required for original-layout models.
     mode : str, optional
-        PyTensor compile mode: NUMBA, CVM, FAST_COMPILE or JAX (needs jax); the
-        model's training mode by default (NUMBA when unrecorded, or when it is JAX
-        and jax cannot be imported).
+        PyTensor compile mode: VM (the default, whatever mode the model was trained
+        with), NUMBA, CVM, FAST_COMPILE or JAX (needs jax; runs the scan LSTM).
     use_dropout : bool, optional
         Whether the model was trained with dropout (evaluation then halves the
         pooled state); read from the options, True (the original's default)

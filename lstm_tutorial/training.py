@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 # JAX (optional, jax_mode.py) runs the scan LSTM only, and compiles one graph per
 # bucket of padded lengths and batch size because its scan needs static shapes.
-MODES = ("NUMBA", "CVM", "JAX")
+MODES = ("VM", "NUMBA", "CVM", "JAX")
 LSTM_IMPLS = ("fused", "scan")
 FLOAT_TYPES = ("float32", "float64")
 class TrainingDivergedError(FloatingPointError):
@@ -230,7 +230,7 @@ def train_lstm(
     test_size=-1,
     seed=123,
     valid_portion=0.05,
-    mode="NUMBA",
+    mode="VM",
     floatX="float32",
     data_dir=None,
     resume=False,
@@ -287,7 +287,7 @@ def train_lstm(
     valid_portion : float
         Share of the training reviews held out for validation.
     mode : str
-        PyTensor compile mode: NUMBA, CVM or JAX (needs jax; trains the scan LSTM, compiling once per bucket of padded lengths).
+        PyTensor compile mode: VM (the Python VM over the package's cached Numba kernels, ready in seconds), NUMBA (compiles the whole graph with Numba, a minute on an empty cache), CVM or JAX (needs jax; trains the scan LSTM, compiling once per bucket of padded lengths).
     floatX : str
         Floating-point type of parameters and computation: float32 or float64.
     data_dir : str
@@ -697,7 +697,8 @@ def _build_functions(options, init_rng, dropout_seed, reload=True):
 
     from lstm_tutorial.model import build_model, init_params, init_tparams
     from lstm_tutorial.modelio import load_params
-    from lstm_tutorial.optimizers import OPTIMIZERS
+    from lstm_tutorial.modes import compile_mode
+    from lstm_tutorial.optimizers import OPTIMIZERS, RowGradient
 
     with _single_blas_thread():
         params = init_params(options, init_rng)
@@ -709,22 +710,29 @@ def _build_functions(options, init_rng, dropout_seed, reload=True):
     model = build_model(tparams, options, dropout_rng)
 
     compile_start = time.perf_counter()
-    mode = options["mode"]
-    if mode == "JAX":
-        from lstm_tutorial.jax_mode import compile_mode
+    jax = options["mode"] == "JAX"
+    if jax:
+        from lstm_tutorial import jax_mode
 
         # Functions of (x, mask, ...) compile at their first call for each padded length.
-        mode = compile_mode(options["maxlen"])
+        mode = jax_mode.compile_mode(options["maxlen"])
+    else:
+        mode = compile_mode(options["mode"])
     # Compiled at the first validation, so that the first update comes sooner.
     f_pred_prob = LazyFunction(lambda: pytensor.function(
         [model.x, model.mask], model.pred_prob, name="f_pred_prob", mode=mode))
-    grads = pytensor.grad(model.cost, wrt=list(tparams.values()))
+    # The embedding's gradient is taken by rows (those of the batch's words),
+    # so that the optimizers need not touch the whole (n_words, dim_proj) matrix.
+    wrt = [model.embedding_rows if name == "Wemb" else p for name, p in tparams.items()]
+    grads = [RowGradient(model.word_ids, g) if name == "Wemb" else g
+             for name, g in zip(tparams, pytensor.grad(model.cost, wrt=wrt))]
     lr = pt.scalar(name="lr", dtype=pytensor.config.floatX)
     # The fused optimizers apply the step inside f_grad_shared: one compiled
-    # function and one call per update instead of two.
+    # function and one call per update instead of two. Their Numba Ops have no
+    # JAX implementation, so JAX takes the two functions of graph arithmetic.
     optimizer = OPTIMIZERS[options["optimizer"]](
         lr, tparams, grads, model.x, model.mask, model.y, model.cost,
-        updates=model.updates, mode=mode, fused=True)
+        updates=model.updates, mode=mode, fused=not jax)
     f_grad_shared, f_update = optimizer
     compile_seconds = time.perf_counter() - compile_start
     logger.info("compile mode=%s floatX=%s lstm_impl=%s seconds=%.1f", options["mode"],

@@ -58,8 +58,8 @@ def parse_args(argv=None):
                         help="timed epochs per implementation and thread count (default 5)")
     parser.add_argument("--threads", default="1,2",
                         help="comma-separated BLAS/OpenMP thread counts (default 1,2)")
-    parser.add_argument("--mode", default="NUMBA", choices=("NUMBA", "CVM"),
-                        help="PyTensor compile mode of the project (default NUMBA)")
+    parser.add_argument("--mode", default="VM", choices=("VM", "NUMBA", "CVM"),
+                        help="PyTensor compile mode of the project (default VM, as train_lstm)")
     parser.add_argument("--lstm-impl", default="fused", choices=("fused", "scan"),
                         help="the project's LSTM implementation (default fused)")
     parser.add_argument("--torch-packed", action="store_true",
@@ -230,7 +230,11 @@ def build_torch(params, float_type="float32", use_dropout=True, seed=11, packed=
 def set_threads(count):
     from threadpoolctl import threadpool_limits
 
+    from lstm_tutorial import lstm_op
+
     limits = threadpool_limits(limits=count)
+    # The LSTM kernels' own thread pool (groups of samples run side by side).
+    lstm_op.set_num_threads(count)
     try:
         import torch
 
@@ -238,6 +242,25 @@ def set_threads(count):
     except ImportError:
         pass
     return limits
+
+
+def blas_description():
+    """Name the BLAS libraries loaded and the kernels they chose, with OPENBLAS_* settings.
+
+    OpenBLAS picks its kernels for the processor when it loads unless
+    OPENBLAS_CORETYPE names others; on some machines the environment sets it
+    to an older core type, which halves the matrix-product rate of a newer
+    processor. PyTorch's LSTM does not use OpenBLAS.
+    """
+    import numpy  # noqa: F401  (loads NumPy's OpenBLAS)
+    import scipy.linalg  # noqa: F401  (loads SciPy's, which Numba-compiled code calls)
+    from threadpoolctl import threadpool_info
+
+    libraries = [f"{Path(info['filepath']).name.split('-')[0]}:{info.get('architecture')}"
+                 for info in threadpool_info() if info.get("internal_api") == "openblas"]
+    settings = [f"{name}={value}" for name, value in sorted(os.environ.items())
+                if name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS")]
+    return f"kernels={','.join(libraries) or 'none'} env={','.join(settings) or 'none'}"
 
 
 def matmul_rate(count):
@@ -366,6 +389,7 @@ def main(argv=None):
                 .splitlines() if line.startswith("model name")), platform.processor())
     print(f"machine cpu={cpu!r} cores={os.cpu_count()} date={time.strftime('%Y-%m-%d %H:%M')} "
           f"python={platform.python_version()}")
+    print(f"blas {blas_description()}")
     preprocess_start = time.perf_counter()
     path, train = load_training_set(args)
     print(f"data file={path} train={len(train[0])} load_s={time.perf_counter() - preprocess_start:.1f}")

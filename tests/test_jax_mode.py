@@ -48,14 +48,25 @@ def build_small_model(use_dropout):
 
 
 def build_training_function(mode):
-    """Return the parameters and adadelta's fused ``f_grad_shared`` of a model with dropout."""
+    """Return the parameters and a training step (adadelta, as under JAX) of a model with dropout.
+
+    The step is ``step(x, mask, y)``: adadelta's ``f_grad_shared`` then ``f_update``;
+    it returns the cost and has ``compile_seconds``, those of ``f_grad_shared``.
+    """
     tparams, model = build_small_model(use_dropout=True)
     grads = pytensor.grad(model.cost, wrt=list(tparams.values()))
     lr = pt.scalar("lr", dtype="float32")
-    f_grad_shared, _ = OPTIMIZERS["adadelta"](lr, tparams, grads, model.x, model.mask, model.y,
-                                             model.cost, updates=model.updates, mode=mode,
-                                             fused=True)
-    return tparams, f_grad_shared
+    f_grad_shared, f_update = OPTIMIZERS["adadelta"](
+        lr, tparams, grads, model.x, model.mask, model.y, model.cost, updates=model.updates,
+        mode=mode, fused=False)
+
+    def step(x, mask, y):
+        cost = f_grad_shared(x, mask, y)
+        f_update(np.float32(0.0))
+        return cost
+
+    step.compile_seconds = f_grad_shared.compile_seconds
+    return tparams, step
 
 
 @pytest.mark.parametrize("n_steps, maxlen, expected", [
@@ -214,15 +225,16 @@ def test_jax_training_saves_model(tiny_reviews, tmp_path):
     assert history[-1].max() < history[0].max()
     assert float(arrays["test_err"]) == pytest.approx(test_err)
 
-    # Reloading predicts with the recorded mode, JAX, as the Python-linked mode does.
+    # Prediction under JAX (the scan) agrees with the default mode (the fused Op).
     from lstm_tutorial import load_model
 
     texts = ["A wonderful and moving film.", "Dull, boring and clumsy.", "The plot."]
-    jax_model = load_model(saveto)
-    reference = load_model(saveto, mode="FAST_COMPILE")
+    jax_model = load_model(saveto, mode="JAX")
+    reference = load_model(saveto)
     assert jax_model.mode == "JAX"
+    assert reference.mode != "JAX"
     np.testing.assert_allclose(jax_model.predict_proba(texts), reference.predict_proba(texts),
-                               rtol=1e-5, atol=1e-6)
+                               rtol=1e-4, atol=1e-6)
 
 
 @needs_jax
@@ -270,10 +282,10 @@ def test_missing_jax_raises_in_python(tiny_dataset, tmp_path):
     assert result.stdout.startswith("raised: mode='JAX' needs jax")
 
 
-def test_missing_jax_for_jax_model_uses_numba(tiny_reviews_model, tmp_path):
-    """A model trained under JAX still loads where jax is missing; --mode JAX fails there."""
+def test_missing_jax_for_jax_model(tiny_reviews_model, tmp_path):
+    """A model trained under JAX loads where jax is missing; --mode JAX fails there."""
     arrays = open_model(tiny_reviews_model)
-    options = dict(model_options(arrays), mode="JAX")
+    options = dict(model_options(arrays), mode="JAX", lstm_impl="scan")
     params = OrderedDict((name, arrays[name]) for name in
                          ("Wemb", "lstm_W", "lstm_U", "lstm_b", "U", "b"))
     jax_model = tmp_path / "trained_with_jax.npz"
@@ -285,8 +297,7 @@ def test_missing_jax_for_jax_model_uses_numba(tiny_reviews_model, tmp_path):
               "print(json.dumps([model.mode, model.predict(['A wonderful film.']).tolist()]))\n")
     result = run_without_jax(tmp_path, "-c", script)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)[0] == "NUMBA"
-    assert "trained with mode=JAX but jax cannot be imported" in result.stderr
+    assert json.loads(result.stdout)[0] != "JAX"
 
     result = run_without_jax(tmp_path, "-m", "lstm_tutorial.predict", "--model", str(jax_model),
                              "--mode", "JAX", "A wonderful film.")

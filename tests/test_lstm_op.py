@@ -7,7 +7,7 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
-from lstm_tutorial.lstm_op import LSTMSequence, lstm_backward_kernel, lstm_forward_kernel
+from lstm_tutorial.lstm_op import LSTMSequence, lstm_backward, lstm_forward
 from lstm_tutorial.model import (
     build_model,
     init_params,
@@ -15,7 +15,12 @@ from lstm_tutorial.model import (
     lstm_layer,
     lstm_layer_fused,
 )
-from lstm_tutorial.optimizers import adadelta, rmsprop
+from lstm_tutorial.optimizers import (
+    ADADELTA_RHO,
+    RowGradient,
+    adadelta,
+    rmsprop,
+)
 
 DIM = 6
 N_STEPS = 7
@@ -67,48 +72,77 @@ def test_fused_matches_scan_float32():
 
 def test_padded_steps_carry_state():
     rng = np.random.default_rng(1)
-    x_projection = rng.standard_normal((N_STEPS, N_SAMPLES, 4 * DIM))
-    weight_u = rng.standard_normal((DIM, 4 * DIM)) * 0.3
-    h, c, _ = lstm_forward_kernel(x_projection, padded_mask("float64"), weight_u)
+    embedding = rng.standard_normal((N_STEPS, N_SAMPLES, DIM))
+    weight_w, weight_u = rng.standard_normal((2, DIM, 4 * DIM)) * 0.3
+    bias = rng.standard_normal(4 * DIM)
+    h = lstm_forward(embedding, padded_mask("float64"), weight_w, weight_u, bias)[0]
     # Review 2 has one token: its state after step 0 never changes.
     assert np.all(h[1:, 2] == h[0, 2])
-    assert np.all(c[1:, 2] == c[0, 2])
 
 
-def test_kernel_gradient_matches_finite_differences():
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_kernel_gradient_matches_finite_differences(n_threads):
     rng = np.random.default_rng(2)
-    shape = (4, 3, 4 * 2)
-    x_projection = rng.standard_normal(shape)
-    weight_u = rng.standard_normal((2, 8)) * 0.5
-    mask = np.ones(shape[:2])
+    n_steps, n_samples, n_in, dim = 4, 3, 3, 2
+    embedding = rng.standard_normal((n_steps, n_samples, n_in))
+    weight_w = rng.standard_normal((n_in, 4 * dim)) * 0.5
+    weight_u = rng.standard_normal((dim, 4 * dim)) * 0.5
+    bias = rng.standard_normal(4 * dim) * 0.5
+    mask = np.ones((n_steps, n_samples))
     mask[2:, 1] = 0
-    # A fractional mask value exercises the blend of new and carried state.
+    # A hole and a fractional mask value exercise the blend of new and carried state.
+    mask[1, 0] = 0
     mask[1, 2] = 0.25
-    weights = rng.standard_normal((4, 3, 2))
+    weights = rng.standard_normal((n_steps, n_samples, dim))
+    arrays = [embedding, weight_w, weight_u, bias]
 
-    def cost(x, u):
-        return float((lstm_forward_kernel(x, mask, u)[0] * weights).sum())
+    def cost():
+        h = lstm_forward(embedding, mask, weight_w, weight_u, bias, n_threads=n_threads)[0]
+        return float((h * weights).sum())
 
-    h, c, gates = lstm_forward_kernel(x_projection, mask, weight_u)
-    grad_x, grad_u = lstm_backward_kernel(mask, weight_u, h, c, gates, weights)
+    _, h_before, c_before, gates, groups = lstm_forward(
+        embedding, mask, weight_w, weight_u, bias, n_threads=n_threads)
+    assert groups.size - 1 == n_threads
+    analytic = lstm_backward(embedding, mask, weight_w, weight_u, groups, h_before, c_before,
+                             gates, weights)
     step = 1e-6
-    for array, analytic in ((x_projection, grad_x), (weight_u, grad_u)):
+    for array, gradient in zip(arrays, analytic):
         numeric = np.zeros_like(array)
         for index in np.ndindex(array.shape):
             saved = array[index]
             array[index] = saved + step
-            upper = cost(x_projection, weight_u)
+            upper = cost()
             array[index] = saved - step
-            lower = cost(x_projection, weight_u)
+            lower = cost()
             array[index] = saved
             numeric[index] = (upper - lower) / (2 * step)
-        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(gradient, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_threads_give_the_same_layer():
+    rng = np.random.default_rng(5)
+    embedding = rng.standard_normal((9, 7, 5)).astype("float32")
+    weight_w, weight_u = (rng.standard_normal((2, 5, 20)) * 0.4).astype("float32")
+    bias = rng.standard_normal(20).astype("float32")
+    mask = (np.arange(9)[:, None] < rng.integers(1, 10, size=7)).astype("float32")
+    serial = lstm_forward(embedding, mask, weight_w, weight_u, bias, n_threads=1)[0]
+    for n_threads in (2, 4, 16):
+        parallel = lstm_forward(embedding, mask, weight_w, weight_u, bias, n_threads=n_threads)[0]
+        np.testing.assert_allclose(parallel, serial, rtol=1e-6, atol=1e-7)
 
 
 def test_op_rejects_mixed_dtypes():
     with pytest.raises(ValueError, match="float32 or all float64"):
         LSTMSequence()(pt.tensor3(dtype="float32"), pt.matrix(dtype="float64"),
-                       pt.matrix(dtype="float32"))
+                       pt.matrix(dtype="float32"), pt.matrix(dtype="float32"),
+                       pt.vector(dtype="float32"))
+
+
+def test_op_rejects_wrong_dimensions():
+    with pytest.raises(ValueError, match="expected embedding"):
+        LSTMSequence()(pt.matrix(dtype="float32"), pt.matrix(dtype="float32"),
+                       pt.matrix(dtype="float32"), pt.matrix(dtype="float32"),
+                       pt.vector(dtype="float32"))
 
 
 @pytest.mark.parametrize("optimizer", [adadelta, rmsprop])
@@ -144,9 +178,68 @@ def test_fused_optimizer_matches_two_steps(optimizer):
 
 
 def test_grad_through_cell_state_raises():
-    x_projection = pt.tensor3("x_projection", dtype="float64")
-    mask = pt.matrix("mask", dtype="float64")
-    weight_u = pt.matrix("U", dtype="float64")
-    _, c, _ = LSTMSequence()(x_projection, mask, weight_u)
+    variables = [pt.tensor3("embedding", dtype="float64"), pt.matrix("mask", dtype="float64"),
+                 pt.matrix("W", dtype="float64"), pt.matrix("U", dtype="float64"),
+                 pt.vector("b", dtype="float64")]
+    c_before = LSTMSequence()(*variables)[2]
     with pytest.raises(NotImplementedError, match="only through its first output h"):
-        pytensor.grad(c.sum(), weight_u)
+        pytensor.grad(c_before.sum(), variables[3])
+
+
+@pytest.mark.parametrize("optimizer", [adadelta, rmsprop])
+def test_row_gradient_matches_dense_step(optimizer):
+    """The fused step on the embedding's rows equals the dense two-function step.
+
+    The batches use disjoint word ids, so that rows sit out several updates
+    before their words come back and adadelta's averages must catch up.
+    RMSprop turns the rows back into a dense gradient.
+    """
+    _check_row_gradient(optimizer)
+
+
+def _check_row_gradient(optimizer):
+    rng = np.random.default_rng(6)
+    batches = [rng.integers(low, low + 3, size=(5, 3)).astype("int64")
+               for low in (2, 6, 10, 2, 10, 6, 2)]
+    mask = padded_mask("float64")[:5, :3]
+    y = np.array([0, 1, 1], dtype="int64")
+    results = []
+    with pytensor.config.change_flags(floatX="float64"):
+        options = {"dim_proj": 4, "n_words": 14, "ydim": 2, "use_dropout": False,
+                   "decay_c": 0.0, "lstm_impl": "fused"}
+        params = init_params(options, np.random.default_rng(4))
+        for rows in (False, True):
+            tparams = init_tparams(OrderedDict((k, v.copy()) for k, v in params.items()))
+            model = build_model(tparams, options)
+            if rows:
+                wrt = [model.embedding_rows] + list(tparams.values())[1:]
+                grads = pytensor.grad(model.cost, wrt)
+                grads[0] = RowGradient(model.word_ids, grads[0])
+            else:
+                grads = pytensor.grad(model.cost, list(tparams.values()))
+            lr = pt.scalar("lr", dtype="float64")
+            functions = optimizer(lr, tparams, grads, model.x, model.mask, model.y, model.cost,
+                                  mode="FAST_COMPILE", fused=rows)
+            f_grad_shared, f_update = functions
+            costs = []
+            for x in batches:
+                costs.append(float(f_grad_shared(x, mask, y)))
+                f_update(0.1)
+            state = {shared.name: shared.get_value() for shared in functions.state}
+            results.append((costs, [p.get_value() for p in tparams.values()], state))
+    (costs, values, state), (row_costs, row_values, row_state) = results
+    np.testing.assert_allclose(row_costs, costs, rtol=1e-12)
+    for expected, actual in zip(values, row_values):
+        np.testing.assert_allclose(actual, expected, rtol=1e-10, atol=1e-14)
+    if optimizer is rmsprop:
+        for name, value in state.items():
+            np.testing.assert_allclose(row_state[name], value, rtol=1e-10, atol=1e-14)
+        return
+    # Bring the lazily kept averages of Wemb up to date and compare them too.
+    clock, last = row_state["Wemb_clock"], row_state["Wemb_last"]
+    decay = ADADELTA_RHO ** (clock - last)
+    averages = [name for name in state if name.startswith("Wemb_r")]
+    assert averages
+    for name in averages:
+        np.testing.assert_allclose(row_state[name] * decay[:, None], state[name],
+                                   rtol=1e-10, atol=1e-14, err_msg=name)
