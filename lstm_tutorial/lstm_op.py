@@ -157,11 +157,14 @@ def split_samples(mask, n_groups):
 def gather_tokens(values, token_sample, step_offsets):
     """Copy ``values[t, n]`` of every token into consecutive rows."""
     n_groups, n_steps_plus_one = step_offsets.shape
-    out = np.empty((token_sample.size, values.shape[2]), dtype=values.dtype)
+    width = values.shape[2]
+    out = np.empty((token_sample.size, width), dtype=values.dtype)
     for g in range(n_groups):
         for t in range(n_steps_plus_one - 1):
             for row in range(step_offsets[g, t], step_offsets[g, t + 1]):
-                out[row] = values[t, token_sample[row]]
+                n = token_sample[row]
+                for j in range(width):
+                    out[row, j] = values[t, n, j]
     return out
 
 
@@ -178,7 +181,8 @@ def forward_prepare(embedding, mask, weight_w, bias, group_edges):
     if tokens.shape[0] > 0:
         np.dot(tokens, weight_w, projection)
         for row in range(projection.shape[0]):
-            projection[row] += bias
+            for j in range(bias.size):
+                projection[row, j] += bias[j]
     return step_offsets, token_sample, projection
 
 
@@ -213,8 +217,9 @@ def forward_group(group, mask, weight_u, group_edges, step_offsets, token_sample
         if count > 0:
             for k in range(count):
                 local = token_sample[start + k] - first
-                h_before[start + k] = h_state[local]
-                c_before[start + k] = c_state[local]
+                for j in range(dim):
+                    h_before[start + k, j] = h_state[local, j]
+                    c_before[start + k, j] = c_state[local, j]
             np.dot(h_before[start:end], weight_u, preactivation[:count])
 
             # sigmoid(a) = 1 / (1 + exp(-a)) and tanh(a) = 2 / (1 + exp(-2 a)) - 1.
@@ -256,7 +261,9 @@ def forward_group(group, mask, weight_u, group_edges, step_offsets, token_sample
                     tanh_c = two / (one + cell_exponentials[k * dim + j]) - one
                     gate_row[four_dim + j] = tanh_c
                     h_state[local, j] = m * gate_row[2 * dim + j] * tanh_c + (one - m) * h_row[j]
-        h[t, first:stop] = h_state
+        for local in range(size):
+            for j in range(dim):
+                h[t, first + local, j] = h_state[local, j]
 
 
 # ---------------------------------------------------------------------------
@@ -283,7 +290,9 @@ def backward_group(group, mask, weight_u_t, group_edges, step_offsets, token_sam
     grad_h_recurrent = np.empty((size, dim), dtype=dtype)
 
     for t in range(n_steps - 1, -1, -1):
-        grad_h_next += grad_h[t, first:stop]
+        for local in range(size):
+            for j in range(dim):
+                grad_h_next[local, j] += grad_h[t, first + local, j]
         start, end = step_offsets[group, t], step_offsets[group, t + 1]
         count = end - start
         if count == 0:
@@ -313,7 +322,9 @@ def backward_group(group, mask, weight_u_t, group_edges, step_offsets, token_sam
                 grad_h_row[j] = grad_hidden * (one - m)
         np.dot(grad_preactivation[start:end], weight_u_t, grad_h_recurrent[:count])
         for k in range(count):
-            grad_h_next[token_sample[start + k] - first] += grad_h_recurrent[k]
+            local = token_sample[start + k] - first
+            for j in range(dim):
+                grad_h_next[local, j] += grad_h_recurrent[k, j]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -332,13 +343,16 @@ def backward_finish(embedding, weight_w, step_offsets, token_sample, h_before,
     np.dot(np.ascontiguousarray(tokens.T), grad_preactivation, grad_w)
     np.dot(np.ascontiguousarray(h_before.T), grad_preactivation, grad_u)
     for row in range(grad_preactivation.shape[0]):
-        grad_b += grad_preactivation[row]
+        for j in range(grad_b.size):
+            grad_b[j] += grad_preactivation[row, j]
     grad_tokens = np.dot(grad_preactivation, np.ascontiguousarray(weight_w.T))
     n_groups = step_offsets.shape[0]
     for g in range(n_groups):
         for t in range(n_steps):
             for row in range(step_offsets[g, t], step_offsets[g, t + 1]):
-                grad_embedding[t, token_sample[row]] = grad_tokens[row]
+                n = token_sample[row]
+                for j in range(dim):
+                    grad_embedding[t, n, j] = grad_tokens[row, j]
     return grad_embedding, grad_w, grad_u, grad_b
 
 
@@ -347,7 +361,9 @@ def backward_finish(embedding, weight_w, step_offsets, token_sample, h_before,
 
 _threads = {"count": None}
 _pool_lock = threading.Lock()
+# Thread pools by size, and threadpoolctl's controller (False: not installed).
 _pools = {}
+_blas = {"controller": None}
 
 
 def set_num_threads(count):
@@ -370,6 +386,19 @@ def get_num_threads():
         return os.cpu_count() or 1
 
 
+def _blas_limiter():
+    """Limit BLAS to one thread until the returned limiter's ``__exit__``; None without threadpoolctl."""
+    if _blas["controller"] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _blas["controller"] = ThreadpoolController()
+        except ImportError:
+            _blas["controller"] = False
+    controller = _blas["controller"]
+    return controller.limit(limits=1, user_api="blas") if controller else None
+
+
 def _run_groups(function, n_groups, *args):
     if n_groups == 1:
         function(0, *args)
@@ -379,10 +408,19 @@ def _run_groups(function, n_groups, *args):
         if pool is None:
             pool = _pools[n_groups - 1] = ThreadPoolExecutor(
                 n_groups - 1, thread_name_prefix="lstm-kernel")
-    futures = [pool.submit(function, group, *args) for group in range(1, n_groups)]
-    function(0, *args)
-    for future in futures:
-        future.result()
+    # Each group's per-step products are small; a multi-threaded BLAS called
+    # from every group at once would put more threads than cores on them.
+    limiter = _blas_limiter()
+    if limiter is not None:
+        limiter.__enter__()
+    try:
+        futures = [pool.submit(function, group, *args) for group in range(1, n_groups)]
+        function(0, *args)
+        for future in futures:
+            future.result()
+    finally:
+        if limiter is not None:
+            limiter.__exit__(None, None, None)
 
 
 def lstm_forward(embedding, mask, weight_w, weight_u, bias, n_threads=1):

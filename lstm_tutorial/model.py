@@ -22,6 +22,8 @@ import pytensor.tensor as pt
 from pytensor.tensor.random import shared_rng
 from pytensor.tensor.special import softmax
 
+import lstm_tutorial.modes  # noqa: F401  (registers the VM compile mode)
+
 GATE_ORDER = ("input", "forget", "output", "candidate")
 PARAM_NAMES = ("Wemb", "lstm_W", "lstm_U", "lstm_b", "U", "b")
 

@@ -4,20 +4,27 @@
 virtual machine (``VMLinker`` without C code) over the ``fast_run`` graph
 rewrites, less elementwise fusion. It compiles nothing but the package's own
 Numba kernels, which are cached on disk, so a function is ready in about a
-second even on an empty cache; the work of each update is in those kernels and
-in BLAS, so the Python loop over the graph's nodes costs little.
+second once they are compiled, and in under 10 s on an empty cache. The work
+of each update is in those kernels and in BLAS, so the Python loop over the
+graph's nodes costs little. Importing
+this module (which :mod:`lstm_tutorial.model` does) registers ``VM`` with
+PyTensor, so that ``pytensor.function(..., mode="VM")`` works as well.
 
-Three changes keep every node on a NumPy fast path in ``VM``, where PyTensor
-would otherwise call a Python function per element: fused elementwise
-``Composite`` nodes are left out (no fusion); an ``Add`` or ``Mul`` of more
-than two inputs, which NumPy has no ufunc for, becomes a chain of two-input
-nodes; and a ``Cast`` becomes NumPy's ``astype`` (the cast of a 16 x 128
-dropout mask took 1.3 ms, ``astype`` a few microseconds).
+Four changes keep every node on a NumPy fast path in ``VM``, where PyTensor
+would otherwise call a Python function per element or compile with Numba:
+fused elementwise ``Composite`` nodes are left out (no fusion); an ``Add`` or
+``Mul`` of more than two inputs, which NumPy has no ufunc for, becomes a chain
+of two-input nodes; a ``Cast`` becomes NumPy's ``astype`` (the cast of a
+16 x 128 dropout mask took 1.3 ms, ``astype`` a few microseconds); and
+graph-defined Ops (``OpFromGraph``, such as ``Softmax``), whose Python
+implementation compiles their inner graph in the default NUMBA mode (9 s on an
+empty cache), are replaced by their inner graphs.
 """
 
 import numpy as np
 import pytensor.scalar as ps
-from pytensor.compile.mode import Mode
+from pytensor.compile.builders import OpFromGraph
+from pytensor.compile.mode import Mode, predefined_modes, register_mode
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.graph.rewriting.basic import dfs_rewriter, node_rewriter
@@ -72,13 +79,25 @@ def cast_with_astype(fgraph, node):
     return [AsType(node.outputs[0].type.dtype)(node.inputs[0])]
 
 
+@node_rewriter([OpFromGraph])
+def inline_graph_ops(fgraph, node):
+    """Replace an ``OpFromGraph`` node by its inner graph."""
+    from pytensor.tensor.rewriting.ofg import inline_ofg_node
+
+    return inline_ofg_node(node)
+
+
 def vm_mode():
     """Return the ``VM`` mode: Python VM linker, ``fast_run`` rewrites without fusion."""
     mode = Mode(VMLinker(use_cloop=False, c_thunks=False),
-                RewriteDatabaseQuery(include=["fast_run"], exclude=["fusion"]))
+                RewriteDatabaseQuery(include=["fast_run"],
+                                     exclude=["fusion", "symbolic_op_recognition"]))
     # Position 49 is where fusion would run, after the graph's canonical forms
     # and before the in-place rewrites.
-    return mode.register((dfs_rewriter(split_nary_add_mul), 49),
+    # Inlining runs first, as PyTensor's own inlining of inline-marked graphs;
+    # the rewrites that recognize such graphs (symbolic_op_recognition) are left out.
+    return mode.register((dfs_rewriter(inline_graph_ops), -0.005),
+                         (dfs_rewriter(split_nary_add_mul), 49),
                          (dfs_rewriter(cast_with_astype), 49.1))
 
 
@@ -87,3 +106,9 @@ def compile_mode(name):
     if name == "VM":
         return vm_mode()
     return name
+
+
+# So that pytensor.function(mode="VM") works too, for example with the mode a
+# saved model's options record. A PyTensor that has a VM mode of its own keeps it.
+if "VM" not in predefined_modes:
+    register_mode("VM", vm_mode())

@@ -2,9 +2,9 @@
 
 Written as graph arithmetic, one adadelta step is about a dozen elementwise
 nodes per parameter. :class:`AdadeltaStep` does the same arithmetic in one
-pass over the arrays, and :class:`AdadeltaRowStep` does it for the rows of
-the word embedding that a batch uses, bringing each row's running averages up
-to date first: over the updates since the row's last one its gradient was zero,
+pass over the arrays. :class:`AdadeltaRowStep` does it for the rows of the
+word embedding that a batch uses, and first brings each row's running averages
+up to date. Over the updates since the row's last one its gradient was zero,
 so each of them only multiplied both averages by rho and left the row where it
 was. As PyTensor requires, the Ops a graph is built with return new arrays;
 the ``fast_run`` rewrites (the ``inplace`` tag) turn them into versions that
@@ -33,7 +33,7 @@ KERNEL_VERSION = int(hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def adadelta_kernel(param, running_grads2, running_up2, grad, rho, epsilon):
-    """One adadelta step on whole C-contiguous arrays, in place."""
+    """Apply one adadelta step to whole C-contiguous arrays, in place."""
     p = param.reshape(param.size)
     rg2 = running_grads2.reshape(param.size)
     ru2 = running_up2.reshape(param.size)
@@ -52,7 +52,7 @@ def adadelta_kernel(param, running_grads2, running_up2, grad, rho, epsilon):
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def adadelta_rows_kernel(param, running_grads2, running_up2, last, clock, ids, rows, rho,
                          epsilon):
-    """One adadelta step on the rows ``ids`` of a matrix, in place; return the new clock.
+    """Apply one adadelta step to the rows ``ids`` of a matrix, in place; return the new clock.
 
     ``rows`` holds one gradient row per entry of ``ids``; repeated ids add up.
     ``last[r]`` is the clock value at row ``r``'s last update.
@@ -79,7 +79,8 @@ def adadelta_rows_kernel(param, running_grads2, running_up2, last, clock, ids, r
             slot_of_id[row_id] = slot
             unique_ids[slot] = row_id
             n_unique += 1
-        summed[slot] += rows[k]
+        for j in range(dim):
+            summed[slot, j] += rows[k, j]
     for slot in range(n_unique):
         r = unique_ids[slot]
         decay = param.dtype.type(dtype_rho ** (now - last[r] - 1))

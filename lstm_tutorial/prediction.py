@@ -24,7 +24,6 @@ import numpy as np
 
 from lstm_tutorial.fileio import DataError
 from lstm_tutorial.model import PARAM_NAMES
-from lstm_tutorial.modes import DEFAULT_MODE, compile_mode
 from lstm_tutorial.modelio import model_options, open_model
 from lstm_tutorial.vocabulary import (
     UNKNOWN_ID,
@@ -144,7 +143,7 @@ class TrainedModel:
         if options and options.get("n_words") not in (None, self.n_words):
             raise DataError(f"{str(path)!r}: options give n_words={options['n_words']} but Wemb "
                             f"has {self.n_words} rows; the file is damaged")
-        self.mode = mode or DEFAULT_MODE
+        self.mode = mode or "VM"
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r} is unknown; choose one of {', '.join(MODES)}")
         if self.mode == "JAX":
@@ -223,7 +222,7 @@ class TrainedModel:
                 # Compiles at the first call for each padded length and batch size.
                 mode = jax_mode.compile_mode()
             else:
-                mode = compile_mode(self.mode)
+                mode = self.mode
             self.f_pred_prob = pytensor.function([x, mask], pred_prob, name="f_pred_prob",
                                                  mode=mode)
         logger.info("compile mode=%s floatX=%s seconds=%.1f", self.mode, self.floatX,

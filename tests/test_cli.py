@@ -13,7 +13,6 @@ import pytest
 from lstm_tutorial.cli import parse_parameter_docs
 from lstm_tutorial.model import build_model, init_tparams
 from lstm_tutorial.modelio import model_options, open_model
-from lstm_tutorial.modes import compile_mode
 from lstm_tutorial.train import build_parser
 from lstm_tutorial.training import get_minibatches_idx, load_splits, pred_error, train_lstm
 
@@ -94,7 +93,7 @@ def test_train_command_on_real_reviews(real_archive, real_dataset, real_data_dir
                                 ("Wemb", "lstm_W", "lstm_U", "lstm_b", "U", "b")})
         model = build_model(tparams, options)
         f_pred_prob = pytensor.function([model.x, model.mask], model.pred_prob,
-                                        mode=compile_mode(options["mode"]))
+                                        mode=options["mode"])
 
         def f_pred(x, mask):
             return f_pred_prob(x, mask).argmax(axis=1)
