@@ -102,5 +102,7 @@ def configure_logging(verbose=False):
                         stream=sys.stderr)
     # PyTensor logs its configuration at INFO on import; keep its warnings only.
     logging.getLogger("pytensor").setLevel(logging.WARNING)
+    # jax logs at INFO that it found no TPU on every start.
+    logging.getLogger("jax").setLevel(logging.WARNING)
     logging.captureWarnings(True)
     warnings.simplefilter("default")

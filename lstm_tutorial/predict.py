@@ -105,6 +105,7 @@ def main(argv=None):
     if not args.verbose:
         logging.getLogger("lstm_tutorial").setLevel(logging.WARNING)
 
+    from lstm_tutorial.jax_mode import JaxUnavailableError
     from lstm_tutorial.prediction import load_model
 
     try:
@@ -112,6 +113,10 @@ def main(argv=None):
         model = load_model(args.model, args.dictionary, mode=args.mode,
                            use_dropout=args.use_dropout)
         results = model.classify(texts)
+    except JaxUnavailableError as error:
+        # The message names the mode and the install command.
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
     except ImportError as error:
         print(f"error: {error}; mode {args.mode} needs an optional package, for JAX "
               "pip install 'jax' (or the project's [jax] extra)", file=sys.stderr)

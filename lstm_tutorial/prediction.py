@@ -35,8 +35,8 @@ from lstm_tutorial.vocabulary import (
 
 logger = logging.getLogger(__name__)
 
-# JAX is not offered: PyTensor 3.0's JAX scan needs a constant number of steps.
-MODES = ("VM", "NUMBA", "CVM", "FAST_COMPILE")
+# JAX (optional) compiles once per bucket of padded lengths and batch size, see jax_mode.py.
+MODES = ("VM", "NUMBA", "CVM", "FAST_COMPILE", "JAX")
 # Texts per batch, and padded cells (longest text x texts) per batch: texts are
 # sorted by length and cut into batches that respect both limits, so a few
 # long reviews do not pad thousands of short ones.
@@ -146,6 +146,10 @@ class TrainedModel:
         self.mode = mode or "VM"
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r} is unknown; choose one of {', '.join(MODES)}")
+        if self.mode == "JAX":
+            from lstm_tutorial.jax_mode import require_jax
+
+            require_jax()
         if use_dropout is None:
             use_dropout = (options or {}).get("use_dropout")
             if use_dropout is None:
@@ -206,13 +210,21 @@ class TrainedModel:
         from lstm_tutorial.model import build_pred_prob, init_tparams
 
         start = time.perf_counter()
+        # The fused LSTM Op has no JAX implementation; JAX runs the scan.
         options = {"dim_proj": self.dim_proj, "use_dropout": self.use_dropout,
-                   "lstm_impl": "fused"}
+                   "lstm_impl": "scan" if self.mode == "JAX" else "fused"}
         with pytensor.config.change_flags(floatX=self.floatX):
             tparams = init_tparams({name: arrays[name] for name in PARAM_NAMES})
             x, mask, pred_prob = build_pred_prob(tparams, options)
+            if self.mode == "JAX":
+                from lstm_tutorial import jax_mode
+
+                # Compiles at the first call for each padded length and batch size.
+                mode = jax_mode.compile_mode()
+            else:
+                mode = self.mode
             self.f_pred_prob = pytensor.function([x, mask], pred_prob, name="f_pred_prob",
-                                                 mode=self.mode)
+                                                 mode=mode)
         logger.info("compile mode=%s floatX=%s seconds=%.1f", self.mode, self.floatX,
                     time.perf_counter() - start)
 
@@ -315,8 +327,8 @@ def load_model(path, dictionary=None, *, mode=None, use_dropout=None):
         model recorded (``options["dictionary"]``, else the one beside
         ``options["dataset_file"]``); required for original-layout models.
     mode : str, optional
-        PyTensor compile mode: NUMBA, CVM or FAST_COMPILE; the model's
-        training mode by default (NUMBA when unrecorded).
+        PyTensor compile mode: VM (the default, whatever mode the model was trained
+        with), NUMBA, CVM, FAST_COMPILE or JAX (needs jax; runs the scan LSTM).
     use_dropout : bool, optional
         Whether the model was trained with dropout (evaluation then halves the
         pooled state); read from the options, True (the original's default)

@@ -63,12 +63,16 @@ def main(argv=None):
     args = vars(parser.parse_args(argv))
     configure_logging(args.pop("verbose"))
 
+    from lstm_tutorial.jax_mode import JaxUnavailableError
     from lstm_tutorial.training import TrainingDivergedError, train_lstm
 
     try:
         result = train_lstm(**args)
     except TrainingDivergedError as error:
         logger.error("error: training diverged: %s", error)
+        return EXIT_ERROR
+    except JaxUnavailableError as error:
+        logger.error("error: %s", error)
         return EXIT_ERROR
     except (ValueError, OSError, DataError) as error:
         # Some errors (tarfile's) span several lines; keep the message on one.

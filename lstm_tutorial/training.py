@@ -27,9 +27,9 @@ from lstm_tutorial.interrupts import StopRequest, TrainingAborted
 
 logger = logging.getLogger(__name__)
 
-# NOTE: JAX is left out: PyTensor 3.0's JAX scan needs a constant number of
-# steps, which this graph (one graph for every batch length) does not have.
-MODES = ("VM", "NUMBA", "CVM")
+# JAX (optional, jax_mode.py) runs the scan LSTM only, and compiles one graph per
+# bucket of padded lengths and batch size because its scan needs static shapes.
+MODES = ("VM", "NUMBA", "CVM", "JAX")
 LSTM_IMPLS = ("fused", "scan")
 FLOAT_TYPES = ("float32", "float64")
 class TrainingDivergedError(FloatingPointError):
@@ -287,7 +287,7 @@ def train_lstm(
     valid_portion : float
         Share of the training reviews held out for validation.
     mode : str
-        PyTensor compile mode: VM (the Python VM over the package's cached Numba kernels, ready in seconds), NUMBA (compiles the whole graph with Numba, a minute on an empty cache) or CVM.
+        PyTensor compile mode: VM (the Python VM over the package's cached Numba kernels, ready in seconds), NUMBA (compiles the whole graph with Numba, a minute on an empty cache), CVM or JAX (needs jax; trains the scan LSTM, compiling once per bucket of padded lengths).
     floatX : str
         Floating-point type of parameters and computation: float32 or float64.
     data_dir : str
@@ -329,6 +329,10 @@ def train_lstm(
     if options["maxlen"] == 0:
         options["maxlen"] = None
     validate_options(options)
+    if options["mode"] == "JAX":
+        from lstm_tutorial.jax_mode import resolve_options
+
+        resolve_options(options)
 
     import pytensor
 
@@ -706,7 +710,14 @@ def _build_functions(options, init_rng, dropout_seed, reload=True):
     model = build_model(tparams, options, dropout_rng)
 
     compile_start = time.perf_counter()
-    mode = compile_mode(options["mode"])
+    jax = options["mode"] == "JAX"
+    if jax:
+        from lstm_tutorial import jax_mode
+
+        # Functions of (x, mask, ...) compile at their first call for each padded length.
+        mode = jax_mode.compile_mode(options["maxlen"])
+    else:
+        mode = compile_mode(options["mode"])
     # Compiled at the first validation, so that the first update comes sooner.
     f_pred_prob = LazyFunction(lambda: pytensor.function(
         [model.x, model.mask], model.pred_prob, name="f_pred_prob", mode=mode))
@@ -717,10 +728,11 @@ def _build_functions(options, init_rng, dropout_seed, reload=True):
              for name, g in zip(tparams, pytensor.grad(model.cost, wrt=wrt))]
     lr = pt.scalar(name="lr", dtype=pytensor.config.floatX)
     # The fused optimizers apply the step inside f_grad_shared: one compiled
-    # function and one call per update instead of two.
+    # function and one call per update instead of two. Their Numba Ops have no
+    # JAX implementation, so JAX takes the two functions of graph arithmetic.
     optimizer = OPTIMIZERS[options["optimizer"]](
         lr, tparams, grads, model.x, model.mask, model.y, model.cost,
-        updates=model.updates, mode=mode, fused=True)
+        updates=model.updates, mode=mode, fused=not jax)
     f_grad_shared, f_update = optimizer
     compile_seconds = time.perf_counter() - compile_start
     logger.info("compile mode=%s floatX=%s lstm_impl=%s seconds=%.1f", options["mode"],
