@@ -361,7 +361,7 @@ def backward_finish(embedding, weight_w, step_offsets, token_sample, h_before,
 
 _threads = {"count": None}
 _pool_lock = threading.Lock()
-# Thread pools by number of threads.
+# Thread pools by number of threads, and the BLAS controllers under "blas".
 _pools = {}
 # A forked child has none of the parent's pool threads: it starts new pools.
 os.register_at_fork(after_in_child=_pools.clear)
@@ -396,13 +396,36 @@ def _run_groups(function, n_groups, *args):
         if pool is None:
             pool = _pools[n_groups - 1] = ThreadPoolExecutor(
                 n_groups - 1, thread_name_prefix="lstm-kernel")
-    # Limiting BLAS to one thread while the groups run (with threadpoolctl)
-    # was measured and left out: no faster with OpenBLAS's AVX-512 kernels,
-    # and 14 % slower per epoch with its Haswell kernels.
-    futures = [pool.submit(function, group, *args) for group in range(1, n_groups)]
-    function(0, *args)
-    for future in futures:
-        future.result()
+    # One BLAS thread per group while the groups run. With more, each group's
+    # products get however many of BLAS's threads are free at that moment, and
+    # with OpenBLAS's Haswell kernels a (12 x 128) @ (128 x 512) float32 product
+    # differs in the last bit between 1 and 2 threads: resumed runs drifted.
+    libraries = _blas_libraries()
+    saved = [library.get_num_threads() for library in libraries]
+    for library in libraries:
+        library.set_num_threads(1)
+    try:
+        futures = [pool.submit(function, group, *args) for group in range(1, n_groups)]
+        function(0, *args)
+        for future in futures:
+            future.result()
+    finally:
+        for library, count in zip(libraries, saved):
+            if count is not None:
+                library.set_num_threads(count)
+
+
+def _blas_libraries():
+    """threadpoolctl's controllers of the loaded BLAS libraries (none without threadpoolctl)."""
+    if "blas" not in _pools:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            selected = ThreadpoolController().select(user_api="blas")
+            _pools["blas"] = list(selected.lib_controllers)
+        except ImportError:
+            _pools["blas"] = []
+    return _pools["blas"]
 
 
 def lstm_forward(embedding, mask, weight_w, weight_u, bias, n_threads=1):
