@@ -22,7 +22,7 @@ group is a contiguous range of samples. The tokens of one group at one step
 are then consecutive rows, so that each step's products are single BLAS calls
 on contiguous blocks, and the products over all tokens (``x W`` and the
 weight gradients) are one BLAS call each. Groups are independent recurrences:
-:func:`set_num_threads` runs them on several threads.
+:func:`set_num_threads` (or ``LSTM_TUTORIAL_THREADS``) runs them on several threads.
 """
 
 import hashlib
@@ -368,23 +368,29 @@ os.register_at_fork(after_in_child=_pools.clear)
 
 
 def set_num_threads(count):
-    """Run the recurrence of up to ``count`` groups of samples at once (None: every core)."""
+    """Run the recurrence of up to ``count`` groups of samples at once (None: the default).
+
+    The default is one thread, or the number in the environment variable
+    ``LSTM_TUTORIAL_THREADS``. The products outside the recurrence use BLAS's
+    own threads either way.
+    """
     if count is not None and (not isinstance(count, int) or count < 1):
-        raise ValueError(f"thread count {count!r} is not a positive integer")
+        raise ValueError(f"thread count {count!r} is not a positive integer; pass 1 or more, "
+                         "or None for the default")
     _threads["count"] = count
 
 
 def get_num_threads():
-    """The number of threads the kernels use: :func:`set_num_threads`, else the usable cores."""
+    """Return the number of threads the kernels use (see :func:`set_num_threads`)."""
     if _threads["count"] is not None:
         return _threads["count"]
-    environment = os.environ.get("LSTM_TUTORIAL_THREADS")
-    if environment and environment.isdigit() and int(environment) > 0:
+    environment = os.environ.get("LSTM_TUTORIAL_THREADS", "")
+    if environment.isdigit() and int(environment) > 0:
         return int(environment)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    # NOTE: one thread by default because, with two groups, about one run of the
+    # resume tests in four under load ended with parameters that differed in
+    # the last bits from an identical run; the cause is not found yet.
+    return 1
 
 
 def _run_groups(function, n_groups, *args):

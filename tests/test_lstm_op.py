@@ -278,3 +278,19 @@ def test_threads_work_in_a_forked_child():
         result = pool.apply_async(lstm_forward, (embedding, mask, weight_w, weight_u, bias, 2))
         actual = result.get(timeout=60)[0]
     np.testing.assert_array_equal(actual, expected)
+
+
+def test_thread_count_default_and_environment(monkeypatch):
+    from lstm_tutorial import lstm_op
+
+    monkeypatch.delenv("LSTM_TUTORIAL_THREADS", raising=False)
+    assert lstm_op.get_num_threads() == 1
+    monkeypatch.setenv("LSTM_TUTORIAL_THREADS", "3")
+    assert lstm_op.get_num_threads() == 3
+    lstm_op.set_num_threads(2)
+    try:
+        assert lstm_op.get_num_threads() == 2
+    finally:
+        lstm_op.set_num_threads(None)
+    with pytest.raises(ValueError, match="not a positive integer"):
+        lstm_op.set_num_threads(0)
