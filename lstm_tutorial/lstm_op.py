@@ -52,8 +52,8 @@ KERNEL_VERSION = int(hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12
 # exp(x) = 2**n * exp(r) with n = round(x / ln 2) and |r| <= ln(2) / 2, where
 # ln 2 is split into a short high part and the rest so that x - n ln 2 is
 # exact. Numba calls the C library's exp once per element, which LLVM does not
-# vectorize; these loops vectorize (8,192 float64 values: 3.4 us against 61 us
-# on the 2-core AMD EPYC of BENCHMARKS.md).
+# vectorize. These loops vectorize: 8,192 float64 values took 3.4 us against
+# 61 us on the 2-core AMD EPYC of BENCHMARKS.md.
 
 
 def exp_inplace(values, exponent_bits):
@@ -119,7 +119,7 @@ def _exp_inplace_overload(values, exponent_bits):
 def token_layout(mask, group_edges):
     """Number the tokens; return ``(step_offsets, token_sample)``.
 
-    ``group_edges`` holds the first sample of each group and then the number
+    ``group_edges`` contains the first sample of each group and then the number
     of samples. The tokens of group ``g`` at step ``t`` are the rows
     ``step_offsets[g, t]`` to ``step_offsets[g, t + 1]`` (exclusive), and
     ``token_sample[row]`` is the sample of each row.
@@ -387,9 +387,9 @@ def get_num_threads():
     environment = os.environ.get("LSTM_TUTORIAL_THREADS", "")
     if environment.isdigit() and int(environment) > 0:
         return int(environment)
-    # NOTE: one thread by default because, with two groups, about one run of the
-    # resume tests in four under load ended with parameters that differed in
-    # the last bits from an identical run; the cause is not found yet.
+    # NOTE: one thread by default. With two groups, about one run of the resume
+    # tests in four under load ended with parameters a few float32 steps away
+    # from an identical run's, and the cause is not found yet.
     return 1
 
 
@@ -403,9 +403,9 @@ def _run_groups(function, n_groups, *args):
             pool = _pools[n_groups - 1] = ThreadPoolExecutor(
                 n_groups - 1, thread_name_prefix="lstm-kernel")
     # One BLAS thread per group while the groups run. With more, each group's
-    # products get however many of BLAS's threads are free at that moment, and
-    # with OpenBLAS's Haswell kernels a (12 x 128) @ (128 x 512) float32 product
-    # differs in the last bit between 1 and 2 threads: resumed runs drifted.
+    # products get however many of BLAS's threads are free at that moment.
+    # With OpenBLAS's Haswell kernels, a (12 x 128) @ (128 x 512) float32
+    # product differs in the last bit between 1 and 2 threads.
     libraries = _blas_libraries()
     saved = [library.get_num_threads() for library in libraries]
     for library in libraries:

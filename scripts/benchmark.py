@@ -17,7 +17,7 @@ unless ``OPENBLAS_CORETYPE`` names a core type. Some machines set it (with
 ``OPENBLAS_L2_SIZE``) to an older type, which on a newer processor halves the
 rate of NumPy's and SciPy's products but not PyTorch's, whose LSTM has kernels
 of its own. The script therefore runs itself again without those two
-variables and says so; ``--keep-blas-env`` keeps them. The ``blas`` line of
+variables and prints a note; ``--keep-blas-env`` keeps them. The ``blas`` line of
 the output names the kernels in use.
 
 The last output line is machine-readable::
@@ -259,10 +259,10 @@ def set_threads(count):
 def blas_description():
     """Name the BLAS libraries loaded and the kernels they chose, with OPENBLAS_* settings.
 
-    OpenBLAS picks its kernels for the processor when it loads unless
-    OPENBLAS_CORETYPE names others; on some machines the environment sets it
-    to an older core type, which halves the matrix-product rate of a newer
-    processor. PyTorch's LSTM does not use OpenBLAS.
+    OpenBLAS picks its kernels for the processor when it loads, unless
+    OPENBLAS_CORETYPE names others. Some machines set it to an older core
+    type, which halves the matrix-product rate of a newer processor. PyTorch's
+    LSTM does not use OpenBLAS.
     """
     import numpy  # noqa: F401  (loads NumPy's OpenBLAS)
     import scipy.linalg  # noqa: F401  (loads SciPy's, which Numba-compiled code calls)

@@ -203,6 +203,7 @@ def _check_row_gradient(optimizer):
                for low in (2, 6, 10, 2, 10, 6, 2)]
     mask = padded_mask("float64")[:5, :3]
     y = np.array([0, 1, 1], dtype="int64")
+
     results = []
     with pytensor.config.change_flags(floatX="float64"):
         options = {"dim_proj": 4, "n_words": 14, "ydim": 2, "use_dropout": False,
@@ -227,6 +228,7 @@ def _check_row_gradient(optimizer):
                 f_update(0.1)
             state = {shared.name: shared.get_value() for shared in functions.state}
             results.append((costs, [p.get_value() for p in tparams.values()], state))
+
     (costs, values, state), (row_costs, row_values, row_state) = results
     np.testing.assert_allclose(row_costs, costs, rtol=1e-12)
     for expected, actual in zip(values, row_values):
