@@ -10,15 +10,18 @@ graph's nodes costs little. Importing
 this module (which :mod:`lstm_tutorial.model` does) registers ``VM`` with
 PyTensor, so that ``pytensor.function(..., mode="VM")`` works as well.
 
-Four changes keep every node on a NumPy fast path in ``VM``, where PyTensor
-would otherwise call a Python function per element or compile with Numba:
-fused elementwise ``Composite`` nodes are left out (no fusion); an ``Add`` or
-``Mul`` of more than two inputs, which NumPy has no ufunc for, becomes a chain
-of two-input nodes; a ``Cast`` becomes NumPy's ``astype`` (the cast of a
-16 x 128 dropout mask took 1.3 ms, ``astype`` a few microseconds); and
-graph-defined Ops (``OpFromGraph``, such as ``Softmax``), whose Python
-implementation compiles their inner graph in the default NUMBA mode (9 s on an
-empty cache), are replaced by their inner graphs.
+In ``VM``, PyTensor would otherwise call a Python function per element, or
+compile with Numba, for four kinds of node. Four changes keep every node on a
+NumPy fast path instead:
+
+- fused elementwise ``Composite`` nodes are left out (no fusion);
+- an ``Add`` or ``Mul`` of more than two inputs, which NumPy has no ufunc for,
+  becomes a chain of two-input nodes;
+- a ``Cast`` becomes NumPy's ``astype`` (the cast of a 16 x 128 dropout mask
+  took 1.3 ms, ``astype`` a few microseconds);
+- graph-defined Ops (``OpFromGraph``, such as ``Softmax``) are replaced by
+  their inner graphs, because their Python implementation compiles the inner
+  graph in the default NUMBA mode (9 s on an empty cache).
 """
 
 import numpy as np

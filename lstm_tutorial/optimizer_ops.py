@@ -6,10 +6,10 @@ pass over the arrays. :class:`AdadeltaRowStep` does it for the rows of the
 word embedding that a batch uses, and first brings each row's running averages
 up to date. Over the updates since the row's last one its gradient was zero,
 so each of them only multiplied both averages by rho and left the row where it
-was. As PyTensor requires, the Ops a graph is built with return new arrays;
-the ``fast_run`` rewrites (the ``inplace`` tag) turn them into versions that
-overwrite the parameter and its averages, the shared variables that the
-compiled function updates.
+was. As PyTensor requires, the Ops a graph is built with return new arrays.
+The ``fast_run`` rewrites (the ``inplace`` tag) turn them into versions that
+overwrite the parameter and its averages, which are the shared variables that
+the compiled function updates.
 """
 
 import hashlib
@@ -54,7 +54,7 @@ def adadelta_rows_kernel(param, running_grads2, running_up2, last, clock, ids, r
                          epsilon):
     """Apply one adadelta step to the rows ``ids`` of a matrix, in place; return the new clock.
 
-    ``rows`` holds one gradient row per entry of ``ids``; repeated ids add up.
+    ``rows`` contains one gradient row per entry of ``ids``; repeated ids add up.
     ``last[r]`` is the clock value at row ``r``'s last update.
     """
     n_ids = ids.size

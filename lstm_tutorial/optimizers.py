@@ -55,8 +55,8 @@ class RowGradient:
     """The gradient of a matrix parameter that is zero outside some rows.
 
     ``ids`` is an int64 vector of row numbers, repeats allowed, and ``rows``
-    the matching gradient rows; the full gradient is ``rows`` added into a
-    zero matrix at ``ids``.
+    contains the matching gradient rows. The full gradient is ``rows`` added
+    into a zero matrix at ``ids``.
     """
 
     def __init__(self, ids, rows):
@@ -64,7 +64,7 @@ class RowGradient:
         self.rows = rows
 
     def dense(self, param):
-        """The full gradient of ``param`` as a tensor."""
+        """Return the full gradient of ``param`` as a tensor."""
         return pt.inc_subtensor(pt.zeros_like(param)[self.ids], self.rows)
 
 
