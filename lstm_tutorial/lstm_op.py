@@ -596,7 +596,9 @@ class LSTMSequenceGrad(Op):
         for storage, result in zip(output_storage, results):
             storage[0] = result
 
-    def infer_shape(self, fgraph, node, input_shapes):
+    def infer_shape(self, *args):
+        # PyTensor 3.0 passes (fgraph, node, input_shapes), 3.3 (node, input_shapes).
+        input_shapes = args[-1]
         embedding_shape, _, w_shape, u_shape = input_shapes[:4]
         return [embedding_shape, w_shape, u_shape, (w_shape[1],)]
 

@@ -70,8 +70,9 @@ class AsType(Op):
     def perform(self, node, inputs, output_storage):
         output_storage[0][0] = np.asarray(inputs[0]).astype(self.dtype)
 
-    def infer_shape(self, fgraph, node, input_shapes):
-        return input_shapes
+    def infer_shape(self, *args):
+        # PyTensor 3.0 passes (fgraph, node, input_shapes), 3.3 (node, input_shapes).
+        return args[-1]
 
 
 @node_rewriter([Elemwise])
