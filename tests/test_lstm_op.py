@@ -1,5 +1,7 @@
 """The fused LSTM Op against the tutorial's scan, and the fused optimizers against the two-step ones."""
 
+import subprocess
+import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -266,20 +268,32 @@ def test_adadelta_step_on_non_contiguous_arrays():
     np.testing.assert_allclose(values[2], 0.95 * running_up2 + 0.05 * step ** 2, rtol=1e-12)
 
 
-def test_threads_work_in_a_forked_child():
-    import multiprocessing
+FORKED_CHILD_SCRIPT = """
+import multiprocessing
+import numpy as np
+from lstm_tutorial.lstm_op import lstm_forward
 
-    rng = np.random.default_rng(8)
-    embedding = rng.standard_normal((6, 4, 3))
-    weight_w, weight_u = rng.standard_normal((2, 3, 12)) * 0.4
-    bias = np.zeros(12)
-    mask = np.ones((6, 4))
-    expected = lstm_forward(embedding, mask, weight_w, weight_u, bias, n_threads=2)[0]
-    context = multiprocessing.get_context("fork")
-    with context.Pool(1) as pool:
-        result = pool.apply_async(lstm_forward, (embedding, mask, weight_w, weight_u, bias, 2))
-        actual = result.get(timeout=60)[0]
-    np.testing.assert_array_equal(actual, expected)
+rng = np.random.default_rng(8)
+embedding = rng.standard_normal((6, 4, 3))
+weight_w, weight_u = rng.standard_normal((2, 3, 12)) * 0.4
+bias = np.zeros(12)
+mask = np.ones((6, 4))
+expected = lstm_forward(embedding, mask, weight_w, weight_u, bias, n_threads=2)[0]
+with multiprocessing.get_context("fork").Pool(1) as pool:
+    result = pool.apply_async(lstm_forward, (embedding, mask, weight_w, weight_u, bias, 2))
+    actual = result.get(timeout=60)[0]
+assert np.array_equal(actual, expected)
+print("same")
+"""
+
+
+def test_threads_work_in_a_forked_child():
+    # A fresh interpreter: forking this test process, which may have loaded
+    # JAX's threads, could deadlock for reasons of its own.
+    finished = subprocess.run([sys.executable, "-c", FORKED_CHILD_SCRIPT], capture_output=True,
+                              text=True, timeout=240, check=False)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "same"
 
 
 def test_thread_count_default_and_environment(monkeypatch):
