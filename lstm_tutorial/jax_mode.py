@@ -77,7 +77,7 @@ def require_jax():
         raise JaxUnavailableError(
             f"mode={JAX_MODE!r} needs jax, which cannot be imported ({error}); install it "
             f"with {INSTALL_COMMAND} (pip install -e '.[jax]' in a source checkout, "
-            "'jax[cuda12]' for an NVIDIA GPU), or choose mode NUMBA or CVM"
+            "'jax[cuda12]' for an NVIDIA GPU), or choose mode VM (the default), NUMBA or CVM"
         ) from error
     return jax
 

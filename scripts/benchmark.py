@@ -22,7 +22,7 @@ the output names the kernels in use.
 
 The last output line is machine-readable::
 
-    ratio=R cold_first_update_s=A warm_first_update_s=B same_cost=yes|no
+    ratio=R cold_first_update_s=A warm_first_update_s=B same_cost=yes|no|skipped
 
 where R is the project's seconds per epoch over PyTorch's at the largest
 thread count measured.
@@ -225,7 +225,7 @@ def build_torch(params, float_type="float32", use_dropout=True, seed=11, packed=
         optimizer.zero_grad(set_to_none=False)
         cost.backward()
         optimizer.step()
-        return float(cost)
+        return cost.item()
 
     def parameters():
         return {"Wemb": embedding.detach().numpy(), "U": classifier_u.detach().numpy(),
@@ -474,14 +474,16 @@ def main(argv=None):
                   f"{medians[name] / floor:.2f} |")
         summary[count] = medians
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    where = "see the start lines" if start else "time the start-up to see them"
     print(f"peak_mib_this_process={peak_mib:.0f} (both implementations; per implementation "
-          "see the start lines)")
+          f"{where})")
 
     largest = summary[max(thread_counts)]
     ratio = largest["project"] / largest["torch"] if "torch" in largest else float("nan")
     cold = start.get(("project", "cold"), {}).get("first_update_s", float("nan"))
     warm = start.get(("project", "warm"), {}).get("first_update_s", float("nan"))
-    same_text = "yes" if same else "no"
+    # same is None when the check was skipped (--skip-same-cost or --no-torch).
+    same_text = "skipped" if same is None else ("yes" if same else "no")
     print(f"ratio={ratio:.2f} cold_first_update_s={cold:.1f} warm_first_update_s={warm:.1f} "
           f"same_cost={same_text}")
 
