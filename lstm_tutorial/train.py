@@ -31,6 +31,8 @@ def build_parser():
 
     parser = argparse.ArgumentParser(
         prog="python -m lstm_tutorial.train",
+        # A short usage line: an error should not be buried under every flag.
+        usage="%(prog)s [--dataset PATH] [--max_epochs N] [options] (see --help)",
         description="Train the tutorial's LSTM sentiment classifier and save it as an .npz "
                     "model. Flags keep the tutorial's spelling (--dim_proj, --validFreq); "
                     "kebab case (--dim-proj) works too.",
