@@ -37,7 +37,7 @@ from pytensor.tensor.random.type import RandomType
 
 logger = logging.getLogger(__name__)
 
-# NOTE: only JAX's CPU backend has run this module; the CUDA backend (jax[cuda12]) is
+# NOTE: only JAX's CPU backend has run this module. The CUDA backend (jax[cuda12]) is
 # expected to work the same way but is untested (scripts/gpu_check.sh is the check).
 JAX_MODE = "JAX"
 INSTALL_COMMAND = "pip install 'lstm-tutorial[jax]'"

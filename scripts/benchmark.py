@@ -483,7 +483,10 @@ def main(argv=None):
     cold = start.get(("project", "cold"), {}).get("first_update_s", float("nan"))
     warm = start.get(("project", "warm"), {}).get("first_update_s", float("nan"))
     # same is None when the check was skipped (--skip-same-cost or --no-torch).
-    same_text = "skipped" if same is None else ("yes" if same else "no")
+    if same is None:
+        same_text = "skipped"
+    else:
+        same_text = "yes" if same else "no"
     print(f"ratio={ratio:.2f} cold_first_update_s={cold:.1f} warm_first_update_s={warm:.1f} "
           f"same_cost={same_text}")
 
