@@ -408,9 +408,11 @@ def _run_groups(function, n_groups, *args):
     # product differs in the last bit between 1 and 2 threads.
     libraries = _blas_libraries()
     saved = [library.get_num_threads() for library in libraries]
-    for library in libraries:
-        library.set_num_threads(1)
     try:
+        # Inside the try, so that a signal handler raising between two of these
+        # calls still gets every library's thread count restored.
+        for library in libraries:
+            library.set_num_threads(1)
         futures = [pool.submit(function, group, *args) for group in range(1, n_groups)]
         function(0, *args)
         for future in futures:
