@@ -98,17 +98,24 @@ def adadelta_rows_kernel(param, running_grads2, running_up2, last, clock, ids, r
     return now
 
 
-class AdadeltaStep(Op):
-    """``(p, Eg2, Ed2, g) -> (p, Eg2, Ed2)`` after one adadelta step."""
+class _AdadeltaOp(Op):
+    """An adadelta step whose first ``n_updated`` inputs come back updated as the outputs."""
 
     __props__ = ("rho", "epsilon", "inplace")
+    n_updated = 0
 
     def __init__(self, rho, epsilon, inplace=False):
         self.rho = float(rho)
         self.epsilon = float(epsilon)
         self.inplace = inplace
         if inplace:
-            self.destroy_map = {0: [0], 1: [1], 2: [2]}
+            self.destroy_map = {index: [index] for index in range(self.n_updated)}
+
+
+class AdadeltaStep(_AdadeltaOp):
+    """``(p, Eg2, Ed2, g) -> (p, Eg2, Ed2)`` after one adadelta step."""
+
+    n_updated = 3
 
     def make_node(self, param, running_grads2, running_up2, grad):
         variables = [pt.as_tensor_variable(v) for v in (param, running_grads2, running_up2, grad)]
@@ -131,17 +138,11 @@ class AdadeltaStep(Op):
             storage[0] = value
 
 
-class AdadeltaRowStep(Op):
+class AdadeltaRowStep(_AdadeltaOp):
     """``(p, Eg2, Ed2, last, clock, ids, rows) -> (p, Eg2, Ed2, last, clock + 1)``."""
 
-    __props__ = ("rho", "epsilon", "inplace")
-
-    def __init__(self, rho, epsilon, inplace=False):
-        self.rho = float(rho)
-        self.epsilon = float(epsilon)
-        self.inplace = inplace
-        if inplace:
-            self.destroy_map = {0: [0], 1: [1], 2: [2], 3: [3]}
+    # The clock, the fifth output, is a new 0-d array and never overwritten.
+    n_updated = 4
 
     def make_node(self, param, running_grads2, running_up2, last, clock, ids, rows):
         variables = [pt.as_tensor_variable(v) for v in
